@@ -1,0 +1,1 @@
+"""crisisdesk: a self-hosted crisis command center."""

@@ -1,0 +1,1 @@
+"""Users, sessions, roles, API keys and scopes."""

@@ -1,0 +1,1 @@
+"""Components, groups, regions and the history of component status."""

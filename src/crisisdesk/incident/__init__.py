@@ -1,0 +1,1 @@
+"""Incidents, severity policy, lifecycle, affected components, updates, roles, timeline."""

@@ -1,0 +1,1 @@
+"""Domain-free helpers: database, jobs, time, rendering, errors."""

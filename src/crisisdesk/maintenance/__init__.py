@@ -1,0 +1,1 @@
+"""Scheduled maintenance windows that start and complete by themselves."""

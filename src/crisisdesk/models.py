@@ -1,0 +1,20 @@
+"""Imports every domain's models so the metadata is complete (Alembic, create_all)."""
+
+from crisisdesk.auth import models as auth_models
+from crisisdesk.catalog import models as catalog_models
+from crisisdesk.incident import models as incident_models
+from crisisdesk.kit import events, jobs
+from crisisdesk.kit.db import Base
+from crisisdesk.statuspage import models as statuspage_models
+
+metadata = Base.metadata
+
+__all__ = [
+    "auth_models",
+    "catalog_models",
+    "events",
+    "incident_models",
+    "jobs",
+    "metadata",
+    "statuspage_models",
+]

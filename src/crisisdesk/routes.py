@@ -1,0 +1,22 @@
+"""Every router of the application, in one place."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from crisisdesk.auth import api as auth_api
+from crisisdesk.auth import views as auth_views
+from crisisdesk.catalog import api as catalog_api
+from crisisdesk.catalog import views as catalog_views
+from crisisdesk.incident import api as incident_api
+from crisisdesk.incident import views as incident_views
+from crisisdesk.maintenance import api as maintenance_api
+from crisisdesk.maintenance import views as maintenance_views
+from crisisdesk.statuspage import views as statuspage_views
+
+
+def include_all(app: FastAPI) -> None:
+    for module in (auth_api, catalog_api, incident_api, maintenance_api):
+        app.include_router(module.router, prefix="/api/v1")
+    for view_module in (statuspage_views, auth_views, incident_views, catalog_views, maintenance_views):
+        app.include_router(view_module.router)

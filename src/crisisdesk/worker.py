@@ -1,0 +1,54 @@
+"""The background worker: runs due jobs and keeps the public snapshot current.
+
+It runs inside ``crisisdesk serve`` by default, or alone as ``crisisdesk worker`` (set
+CRISISDESK_RUN_WORKERS=false on the web processes then). Jobs are claimed with a lease, so any
+number of workers can run side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from crisisdesk.kit.runtime import Runtime
+from crisisdesk.kit.time import utcnow
+from crisisdesk.maintenance import service as maintenance
+from crisisdesk.statuspage import publish as publishing
+from crisisdesk.statuspage.store import SiteStore
+
+log = logging.getLogger(__name__)
+
+
+def register_tasks(runtime: Runtime) -> None:
+    runtime.runner.register(maintenance.START, maintenance.run_start)
+    runtime.runner.register(maintenance.COMPLETE, maintenance.run_complete)
+
+
+async def tick(runtime: Runtime, store: SiteStore | None, state: dict[str, object]) -> int:
+    """One pass: run due jobs, re-render a missed or day-old snapshot. Returns jobs run."""
+    ran = await runtime.runner.run_due()
+    today = utcnow().date()
+    if state.get("day") != today or await publishing.stale(runtime.db):
+        await publishing.publish(runtime.db, runtime.settings, store)
+        state["day"] = today
+    return ran
+
+
+async def work_forever(runtime: Runtime, store: SiteStore | None, *, idle: float = 0.5) -> None:
+    state: dict[str, object] = {}
+    failing = False
+    while True:
+        try:
+            ran = await tick(runtime, store, state)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Logged with its traceback; the loop retries, and the console shows the database state.
+            if not failing:
+                log.exception("worker pass failed; retrying")
+            failing = True
+            await asyncio.sleep(2)
+            continue
+        failing = False
+        if not ran:
+            await asyncio.sleep(idle)

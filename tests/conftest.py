@@ -1,0 +1,98 @@
+"""Test harness: a migrated database per test on SQLite, and on PostgreSQL when configured.
+
+Set CRISISDESK_TEST_POSTGRES_URL (for example postgresql+asyncpg://postgres@127.0.0.1/test) to
+run every database test on PostgreSQL as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from crisisdesk.app import create_app
+from crisisdesk.config import Settings
+from crisisdesk.kit import migrate
+from crisisdesk.kit.db import Database
+from crisisdesk.models import metadata
+
+POSTGRES_URL = os.environ.get("CRISISDESK_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not POSTGRES_URL, reason="set CRISISDESK_TEST_POSTGRES_URL to run on PostgreSQL"))]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite file, copied for every test."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated() -> str:
+    assert POSTGRES_URL
+    engine = create_async_engine(POSTGRES_URL)
+
+    async def reset() -> None:
+        async with engine.begin() as conn:
+            await conn.execute(text("DROP SCHEMA public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
+        await engine.dispose()
+
+    asyncio.run(reset())
+    migrate.upgrade(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+async def _truncate_postgres(url: str) -> None:
+    engine = create_async_engine(url)
+    names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+    async with engine.begin() as conn:
+        await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        path = tmp_path / "crisisdesk.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite+aiosqlite:///{path}"
+    else:
+        url = request.getfixturevalue("postgres_migrated")
+        asyncio.run(_truncate_postgres(url))
+        yield url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(demo=True, database_url=database_url, run_workers=False, poll_interval=0.05,
+                    base_url="http://status.test", page_name="Acme Cloud")  # fmt: skip
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[object]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+def db(app: object) -> Database:
+    database: Database = app.state.runtime.db  # type: ignore[attr-defined]
+    return database
+
+
+@pytest.fixture
+async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://status.test") as c:
+        yield c
