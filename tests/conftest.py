@@ -86,9 +86,16 @@ async def app(settings: Settings) -> AsyncIterator[object]:
 
 
 @pytest.fixture
-def db(app: object) -> Database:
-    database: Database = app.state.runtime.db  # type: ignore[attr-defined]
-    return database
+async def db(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Database]:
+    """The app's database when the test uses the app (its after-commit hooks publish), else a bare one."""
+    if "app" in request.fixturenames or "client" in request.fixturenames:
+        yield request.getfixturevalue("app").state.runtime.db
+        return
+    database = Database(settings.database_url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 @pytest.fixture

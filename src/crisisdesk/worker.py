@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from crisisdesk.kit import metrics
 from crisisdesk.kit.runtime import Runtime
 from crisisdesk.kit.time import utcnow
 from crisisdesk.maintenance import service as maintenance
@@ -44,6 +45,7 @@ async def work_forever(runtime: Runtime, store: SiteStore | None, *, idle: float
             raise
         except Exception:
             # Logged with its traceback; the loop retries, and the console shows the database state.
+            metrics.WORKER_ERRORS.labels(stage="tick").inc()
             if not failing:
                 log.exception("worker pass failed; retrying")
             failing = True

@@ -81,9 +81,8 @@ class Claimed:
 
 
 async def claim(db: Database, *, limit: int = 10, lease: timedelta = timedelta(minutes=2)) -> list[Claimed]:
-    """Claim up to ``limit`` due jobs for this worker, in one short transaction."""
+    """Claim up to ``limit`` due jobs for this worker in one statement (so no two workers share one)."""
     now = utcnow()
-    me = worker_name()
     due = (
         select(Job.id)
         .where(Job.finished_at.is_(None), Job.due_at <= now)
@@ -91,26 +90,16 @@ async def claim(db: Database, *, limit: int = 10, lease: timedelta = timedelta(m
         .order_by(Job.due_at)
         .limit(limit)
     )
+    if not db.is_sqlite:
+        due = due.with_for_update(skip_locked=True)
+    statement = (
+        update(Job)
+        .where(Job.id.in_(due.scalar_subquery()))
+        .values(claimed_by=worker_name(), lease_until=now + lease, attempts=Job.attempts + 1)
+        .returning(Job.id, Job.kind, Job.payload, Job.attempts)
+    )
     async with db.sessionmaker() as session:
-        if not db.is_sqlite:
-            due = due.with_for_update(skip_locked=True)
-        ids = list(await session.scalars(due))
-        if not ids:
-            await session.rollback()
-            return []
-        await session.execute(
-            update(Job)
-            .where(Job.id.in_(ids))
-            .where((Job.lease_until.is_(None)) | (Job.lease_until < now))
-            .values(claimed_by=me, lease_until=now + lease, attempts=Job.attempts + 1)
-        )
-        rows = (
-            await session.execute(
-                select(Job.id, Job.kind, Job.payload, Job.attempts).where(
-                    Job.id.in_(ids), Job.claimed_by == me, Job.lease_until == now + lease
-                )
-            )
-        ).all()
+        rows = (await session.execute(statement)).all()
         await session.commit()
     return [Claimed(r.id, r.kind, r.payload, r.attempts) for r in rows]
 
