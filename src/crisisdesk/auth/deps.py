@@ -75,10 +75,12 @@ def check_csrf(actor: Actor, token: str | None) -> None:
 
 
 def _scoped(base: Callable[..., Coroutine[Any, Any, Actor]], scope: Scope) -> Callable[..., Coroutine[Any, Any, Actor]]:
-    async def dependency(actor: Annotated[Actor, Depends(base)]) -> Actor:
+    async def dependency(actor: Actor) -> Actor:
         actor.require(scope)
         return actor
 
+    # Set after definition: with postponed annotations FastAPI could not resolve the local ``base``.
+    dependency.__annotations__["actor"] = Annotated[Actor, Depends(base)]
     return dependency
 
 
