@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from crisisdesk import health
 from crisisdesk.auth import api as auth_api
 from crisisdesk.auth import views as auth_views
 from crisisdesk.catalog import api as catalog_api
@@ -20,3 +21,4 @@ def include_all(app: FastAPI) -> None:
         app.include_router(module.router, prefix="/api/v1")
     for view_module in (statuspage_views, auth_views, incident_views, catalog_views, maintenance_views):
         app.include_router(view_module.router)
+    app.include_router(health.router)

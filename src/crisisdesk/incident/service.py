@@ -491,3 +491,26 @@ async def overview(session: AsyncSession) -> list[Overview]:
     severity_rank = {s.value: i for i, s in enumerate(Severity)}
     rows.sort(key=lambda o: (severity_rank.get(o.incident.severity or "SEV4", 9), o.incident.created_at))
     return rows
+
+
+async def list_resolved(session: AsyncSession, *, limit: int = 50, offset: int = 0) -> list[Incident]:
+    """Resolved incidents (postmortems included), newest first."""
+    query = (
+        select(Incident).where(Incident.kind == Kind.incident,
+                               Incident.status.in_([IncidentStatus.resolved, IncidentStatus.postmortem]))
+        .options(selectinload(Incident.updates).selectinload(IncidentUpdate.affected),
+                 selectinload(Incident.components), selectinload(Incident.roles))
+        .order_by(Incident.created_at.desc()).limit(limit).offset(offset)
+    )  # fmt: skip
+    return list(await session.scalars(query))
+
+
+async def find_incident(session: AsyncSession, ref: str) -> Incident:
+    """An incident by id, by number, or as INC-<number> (for the CLI and people typing)."""
+    text = ref.strip()
+    digits = text[4:] if text.upper().startswith("INC-") else text
+    if digits.isdigit():
+        incident_id = await session.scalar(select(Incident.id).where(Incident.number == int(digits)))
+        if incident_id is not None:
+            return await get_incident(session, incident_id, kind=Kind.incident)
+    return await get_incident(session, text, kind=Kind.incident)

@@ -1,0 +1,517 @@
+"""The command line: run the server, the worker and the demo; act on incidents and components.
+
+Every command calls the services in one unit of work, never SQL. Writes that change the public
+page publish a new snapshot right after the commit, so a running server shows them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crisisdesk.auth import service as auth
+from crisisdesk.auth.models import Role, Scope, User
+from crisisdesk.auth.service import Actor
+from crisisdesk.catalog import service as catalog
+from crisisdesk.catalog.models import ComponentStatus
+from crisisdesk.config import Settings
+from crisisdesk.incident import service as incidents
+from crisisdesk.kit import events, migrate
+from crisisdesk.kit.db import Database
+from crisisdesk.kit.errors import DomainError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="crisisdesk",
+    help="crisisdesk: incidents, the public status page, and the people who run them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+component_app = typer.Typer(help="List components or set their status.", no_args_is_help=True)
+user_app = typer.Typer(help="Manage users.", no_args_is_help=True)
+apikey_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(component_app, name="component")
+app.add_typer(user_app, name="user")
+app.add_typer(apikey_app, name="apikey")
+app.add_typer(db_app, name="db")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+AsOption = Annotated[
+    str | None, typer.Option("--as", help="Act as this user (email); the first admin by default.", show_default=False)
+]
+ComponentOption = Annotated[
+    list[str] | None,
+    typer.Option("--component", "-c", help="NAME_OR_ID=STATUS, repeatable, e.g. 'Web app=major_outage'."),
+]
+
+
+class CliError(Exception):
+    """A failure to report in one line, with the exit code to leave with."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.message, self.code = message, code
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(str(e.get("msg", "")).removeprefix("Value error, ") for e in exc.errors())
+        _fail(f"invalid settings: {problems}", code=2)
+
+
+def _run(work: Callable[[], Awaitable[T]]) -> T:
+    """Run one command's async work; domain and database errors become one clear line and exit 1."""
+    try:
+        return asyncio.run(_call(work))
+    except CliError as exc:
+        _fail(exc.message, exc.code)
+    except DomainError as exc:
+        where = f" ({exc.field})" if exc.field else ""
+        _fail(f"{exc.message}{where}")
+    except (OperationalError, DBAPIError, OSError) as exc:
+        reason = str(getattr(exc, "orig", exc)).splitlines()[0]
+        _fail(f"the database cannot be used: {reason}. Is CRISISDESK_DATABASE_URL right, and did 'crisisdesk db "
+              "upgrade' run?")  # fmt: skip
+
+
+async def _call(work: Callable[[], Awaitable[T]]) -> T:
+    return await work()
+
+
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Database]:
+    """A database whose commits publish the public snapshot when they change what it shows."""
+    db = Database(settings.database_url)
+
+    async def publish_after_commit(topics: set[str]) -> None:
+        if events.PUBLIC not in topics:
+            return
+        from crisisdesk.statuspage import publish as publishing
+
+        try:
+            await publishing.publish(db, settings)
+        except Exception as exc:  # the change is saved; a running worker renders the page again
+            err.print(f"[yellow]warning:[/] saved, but rendering the public page failed ({exc}); "
+                      "a running server or worker will render it")  # fmt: skip
+
+    db.after_commit.append(publish_after_commit)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+async def _actor(session: AsyncSession, email: str | None) -> Actor:
+    users = await auth.list_users(session)
+    if email:
+        wanted = email.strip().lower()
+        user = next((u for u in users if u.email == wanted), None)
+        if user is None:
+            raise CliError(f"no user with email {email!r}")
+    else:
+        admins = sorted((u for u in users if u.role == Role.admin and u.is_active), key=lambda u: u.created_at)
+        if not admins:
+            raise CliError("there is no admin to act as; create one with 'crisisdesk user create EMAIL --role admin'")
+        user = admins[0]
+    if not user.is_active:
+        raise CliError(f"{user.email} is deactivated")
+    return auth.actor_for(user, via="cli")
+
+
+async def _component_id(session: AsyncSession, ref: str) -> str:
+    components = await catalog.list_components(session)
+    if any(c.id == ref for c in components):
+        return ref
+    matches = [c for c in components if c.name.casefold() == ref.strip().casefold()]
+    if not matches:
+        names = ", ".join(c.name for c in components if not c.is_group) or "none yet"
+        raise CliError(f"no component named {ref!r}; known components: {names}")
+    if len(matches) > 1:
+        raise CliError(f"several components are named {ref!r}; use its id ({', '.join(c.id for c in matches)})")
+    return matches[0].id
+
+
+async def _component_changes(session: AsyncSession, specs: list[str] | None) -> dict[str, str]:
+    changes: dict[str, str] = {}
+    for spec in specs or []:
+        name, sep, status = spec.rpartition("=")
+        if not sep or not name.strip():
+            raise CliError(f"--component {spec!r} must look like NAME_OR_ID=STATUS, e.g. 'Web app=major_outage'", 2)
+        changes[await _component_id(session, name.strip())] = catalog.parse_status(status.strip(), field="component")
+    return changes
+
+
+def _incident_line(incident: incidents.Incident) -> str:
+    return f"INC-{incident.number} [{incident.severity}] {incident.name} — {incident.status} (id {incident.id})"
+
+
+# ---------------------------------------------------------------------------- serving
+
+
+def _serve(host: str, port: int, workers: int) -> None:
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.http import HTTP1Settings
+    from granian.server import Server
+
+    out.print(f"Public status page  [bold]http://{host}:{port}/[/]")
+    out.print(f"Console             [bold]http://{host}:{port}/console[/]")
+    out.print(f"API documentation   [bold]http://{host}:{port}/api/docs[/]")
+    Server(
+        "crisisdesk.app:create_app",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        loop=Loops.uvloop,
+        http=HTTPModes.http1,
+        http1_settings=HTTP1Settings(keep_alive=True),
+        log_access=False,
+        factory=True,
+        websockets=False,
+    ).serve()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes (each also runs background workers).", min=1)] = 1,
+) -> None:
+    """Serve the status page, console and API with granian."""
+    _settings()  # refuse bad settings here, with a clear message, before processes start
+    _serve(host, port, workers)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
+    db: Annotated[Path, typer.Option("--db", help="SQLite file to use (created if missing).")] = Path("crisisdesk.db"),
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Create (or reuse) a seeded demo workspace in a SQLite file and serve it."""
+    os.environ["CRISISDESK_DEMO"] = "true"
+    os.environ["CRISISDESK_DATABASE_URL"] = f"sqlite+aiosqlite:///{db.resolve()}"
+    os.environ.setdefault("CRISISDESK_BASE_URL", f"http://{host}:{port}")
+    settings = _settings()
+    _migrate(settings)
+    info = _run(lambda: _seed(settings))
+    base = f"http://{host}:{port}"
+    lines = [
+        f"Public status page  [bold]{base}/[/]",
+        f"Console             [bold]{base}/console[/]",
+        f"API documentation   [bold]{base}/api/docs[/]",
+        "",
+        f"Admin login         [bold]{info.get('admin_email')}[/] / [bold]{info.get('admin_password')}[/]",
+        f"Database            {db.resolve()}" + ("  (seeded now)" if info.get("seeded") else "  (already seeded)"),
+    ]
+    out.print(Panel("\n".join(lines), title="crisisdesk demo", expand=False))
+    _serve(host, port, 1)
+
+
+async def _seed(settings: Settings) -> dict[str, object]:
+    from crisisdesk.seed import seed_demo
+
+    async with _database(settings) as database:
+        info = await seed_demo(database, settings)
+        if info.get("seeded"):
+            from crisisdesk.statuspage import publish as publishing
+
+            await publishing.publish(database, settings)
+        return info
+
+
+@app.command()
+def worker() -> None:
+    """Run the background workers alone (no web server); stops cleanly on SIGTERM or Ctrl-C."""
+    settings = _settings()
+    out.print("worker running; press Ctrl-C to stop")
+    _run(lambda: _work(settings))
+    out.print("worker stopped")
+
+
+async def _work(settings: Settings) -> None:
+    from crisisdesk.kit.runtime import Runtime
+    from crisisdesk.worker import register_tasks, work_forever
+
+    runtime = Runtime.create(settings)
+    register_tasks(runtime)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.create_task(work_forever(runtime, None), name="worker")
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, stopping):
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
+        await runtime.db.dispose()
+
+
+# ---------------------------------------------------------------------------- incidents
+
+
+@app.command()
+def declare(
+    title: Annotated[str, typer.Option(help="What is broken, as customers will read it.")],
+    message: Annotated[str, typer.Option(help="The first public update (Markdown).")],
+    severity: Annotated[str, typer.Option(help="SEV1 (critical) to SEV4 (low).")] = "SEV2",
+    component: ComponentOption = None,
+    status: Annotated[str, typer.Option(help="investigating, identified or monitoring.")] = "investigating",
+    as_user: AsOption = None,
+) -> None:
+    """Declare an incident with its first public update."""
+    settings = _settings()
+
+    async def work() -> str:
+        async with _database(settings) as database, database.session() as session:
+            actor = await _actor(session, as_user)
+            changes = await _component_changes(session, component)
+            declared = await incidents.declare(session, actor, name=title, severity=severity, body=message,
+                                               status=status, components=changes)  # fmt: skip
+            return _incident_line(declared.incident)
+
+    out.print(f"Declared {_run(work)}")
+
+
+@app.command()
+def update(
+    incident: Annotated[str, typer.Argument(help="Incident id, number or INC-<number>.")],
+    message: Annotated[str, typer.Option(help="The update (Markdown).")],
+    status: Annotated[str, typer.Option(help="investigating, identified, monitoring or resolved.")],
+    component: ComponentOption = None,
+    as_user: AsOption = None,
+) -> None:
+    """Post a public update on an incident."""
+    settings = _settings()
+
+    async def work() -> str:
+        async with _database(settings) as database, database.session() as session:
+            actor = await _actor(session, as_user)
+            found = await incidents.find_incident(session, incident)
+            changes = await _component_changes(session, component)
+            await incidents.post_update(session, actor, found, status=status, body=message, components=changes)
+            return _incident_line(found)
+
+    out.print(f"Updated {_run(work)}")
+
+
+@app.command()
+def resolve(
+    incident: Annotated[str, typer.Argument(help="Incident id, number or INC-<number>.")],
+    message: Annotated[str, typer.Option(help="The resolving update (Markdown).")],
+    as_user: AsOption = None,
+) -> None:
+    """Resolve an incident; its components return to operational."""
+    settings = _settings()
+
+    async def work() -> str:
+        async with _database(settings) as database, database.session() as session:
+            actor = await _actor(session, as_user)
+            found = await incidents.find_incident(session, incident)
+            await incidents.post_update(session, actor, found, status="resolved", body=message)
+            return _incident_line(found)
+
+    out.print(f"Resolved {_run(work)}")
+
+
+# ---------------------------------------------------------------------------- components
+
+
+@component_app.command("list")
+def component_list() -> None:
+    """Show every component and its status."""
+    settings = _settings()
+
+    async def work() -> list[tuple[str, str, str, str]]:
+        async with _database(settings) as database, database.session() as session:
+            components = await catalog.list_components(session)
+        names = {c.id: c.name for c in components}
+        return [(c.id, c.name, "group" if c.is_group else str(c.status), names.get(c.group_id or "", ""))
+                for c in components]  # fmt: skip
+
+    table = Table("id", "name", "status", "group")
+    for row in _run(work):
+        table.add_row(*row)
+    out.print(table)
+
+
+@component_app.command("create")
+def component_create(
+    name: Annotated[str, typer.Argument(help="Name shown on the status page.")],
+    group: Annotated[str | None, typer.Option(help="Put it in this group (name or id).")] = None,
+    description: Annotated[str | None, typer.Option(help="Text shown with the component.")] = None,
+    is_group: Annotated[bool, typer.Option("--is-group", help="Create a group instead.")] = False,
+) -> None:
+    """Add a component (or a group) to the status page."""
+    settings = _settings()
+
+    async def work() -> str:
+        async with _database(settings) as database, database.session() as session:
+            group_id = await _component_id(session, group) if group else None
+            created = await catalog.create_component(session, name=name, description=description,
+                                                     group_id=group_id, is_group=is_group)  # fmt: skip
+            return f"Created {'group' if created.is_group else 'component'} {created.name} (id {created.id})"
+
+    out.print(_run(work))
+
+
+@component_app.command("set")
+def component_set(
+    component: Annotated[str, typer.Argument(help="Component name or id.")],
+    status: Annotated[str, typer.Argument(help=", ".join(s.value for s in ComponentStatus))],
+    as_user: AsOption = None,
+) -> None:
+    """Set a component's status outside any incident."""
+    settings = _settings()
+
+    async def work() -> str:
+        async with _database(settings) as database, database.session() as session:
+            actor = await _actor(session, as_user)
+            actor.require(Scope.write)
+            found = await catalog.get_component(session, await _component_id(session, component))
+            new = catalog.parse_status(status)
+            old = await catalog.set_status(session, found, new)
+            return f"{found.name}: {old} → {new}" if old else f"{found.name} is already {new}"
+
+    out.print(_run(work))
+
+
+# ---------------------------------------------------------------------------- users and keys
+
+
+@user_app.command("create")
+def user_create(
+    email: Annotated[str, typer.Argument(help="Login email.")],
+    name: Annotated[str, typer.Option(help="Display name.")] = "",
+    role: Annotated[Role, typer.Option(help="admin, responder or viewer.")] = Role.responder,
+    password: Annotated[
+        str | None, typer.Option(help="Console password; prompted for (or generated when not at a terminal).")
+    ] = None,
+) -> None:
+    """Add a user who can sign in to the console."""
+    settings = _settings()
+    generated = False
+    if password is None:
+        if sys.stdin.isatty():
+            password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+        else:
+            password, generated = secrets.token_urlsafe(12), True
+
+    async def work() -> User:
+        async with _database(settings) as database, database.session() as session:
+            return await auth.create_user(session, email=email, name=name or email, role=role, password=password)
+
+    user = _run(work)
+    out.print(f"Created {user.role} {user.email} (id {user.id})")
+    if generated:
+        out.print(f"Password: [bold]{password}[/]  (shown once)")
+
+
+@apikey_app.command("create")
+def apikey_create(
+    user: Annotated[str, typer.Option("--user", help="Email of the user the key acts as.")],
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "cli",
+    scope: Annotated[list[Scope] | None, typer.Option("--scope", help="read, write or admin; repeatable.")] = None,
+) -> None:
+    """Create an API key and print its secret (shown only this once)."""
+    settings = _settings()
+
+    async def work() -> str:
+        async with _database(settings) as database, database.session() as session:
+            owner = await _actor(session, user)
+            _, secret = await auth.create_api_key(session, owner, name=name, scopes=scope or [Scope.read])
+            return secret
+
+    secret = _run(work)
+    err.print("API key (shown once; send it as 'Authorization: Bearer <key>'):")
+    out.print(secret)
+
+
+# ---------------------------------------------------------------------------- operations
+
+
+def _migrate(settings: Settings) -> None:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                  transient=True) as progress:  # fmt: skip
+        progress.add_task("Migrating the database…", total=None)
+        try:
+            migrate.upgrade(settings.database_url)
+        except (OperationalError, DBAPIError, OSError) as exc:
+            _fail(f"migrating failed: {str(getattr(exc, 'orig', exc)).splitlines()[0]}")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every database migration (safe to run again)."""
+    settings = _settings()
+    _migrate(settings)
+    out.print("The database is up to date.")
+
+
+@app.command("export-static")
+def export_static(
+    directory: Annotated[Path, typer.Argument(help="Where to write the site (created if missing).")],
+    watch: Annotated[bool, typer.Option(help="Keep the files current until stopped.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between checks with --watch.", min=0.1)] = 1.0,
+) -> None:
+    """Write the whole public site as files for nginx or a CDN."""
+    settings = _settings()
+    try:
+        from crisisdesk.statuspage import export
+    except ImportError:
+        _fail("this installation has no static export")
+
+    async def work() -> object:
+        async with _database(settings) as database:
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
+                          transient=True) as progress:  # fmt: skip
+                progress.add_task(f"Exporting the public site to {directory}…", total=None)
+                result = await export.export_static(database, settings, directory)
+            if watch:
+                out.print(f"Exported to {directory}; watching for changes (Ctrl-C to stop)")
+                await export.watch_export(database, settings, directory, interval=interval)
+            return result
+
+    try:
+        result = _run(work)
+    except KeyboardInterrupt:
+        out.print("stopped")
+        return
+    out.print(f"Exported the public site to {directory}" + (f" ({result})" if result is not None else ""))
+
+
+if __name__ == "__main__":
+    app()
