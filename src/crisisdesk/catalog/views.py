@@ -1,5 +1,80 @@
+"""Console pages for components: the status board, and status changes outside incidents."""
+
 from __future__ import annotations
 
-from fastapi import APIRouter
+from dataclasses import dataclass, field
 
-router = APIRouter()
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from crisisdesk.auth.deps import ConsoleReader, ConsoleWriter, Tx
+from crisisdesk.catalog import service
+from crisisdesk.catalog.models import Component, ComponentStatus
+from crisisdesk.kit.console import Failure, discard, failure_of, form_values, render, see_other, text
+from crisisdesk.kit.errors import DomainError, InvalidInput
+
+router = APIRouter(include_in_schema=False)
+
+
+@dataclass
+class Section:
+    """A group of the board (``group`` is None for components outside any group)."""
+
+    group: Component | None
+    components: list[Component] = field(default_factory=list)
+
+    @property
+    def status(self) -> ComponentStatus:
+        return service.worst([ComponentStatus(c.status) for c in self.components])
+
+
+def board(components: list[Component]) -> list[Section]:
+    """Components arranged as the status page shows them: groups with their members, in order."""
+    sections: dict[str | None, Section] = {}
+    for component in components:
+        if component.is_group:
+            sections.setdefault(component.id, Section(component)).group = component
+    loose = Section(None)
+    for component in components:
+        if component.is_group:
+            continue
+        if component.group_id and component.group_id in sections:
+            sections[component.group_id].components.append(component)
+        else:
+            loose.components.append(component)
+    ordered = [s for s in sections.values() if s.components]
+    return ([loose] if loose.components else []) + ordered
+
+
+async def _page(request: Request, actor: object, session: Tx, *, failure: Failure | None = None) -> HTMLResponse:
+    components = await service.list_components(session)
+    status_code = 200 if failure is None else int(failure.values.get("_status", 422))
+    return render(request, "console/components.html", actor=actor, board=board(components),
+                  statuses=list(ComponentStatus), failure=failure, status_code=status_code)  # fmt: skip
+
+
+@router.get("/console/components", response_class=HTMLResponse)
+async def components_page(request: Request, actor: ConsoleReader, session: Tx) -> HTMLResponse:
+    """The component status board."""
+    return await _page(request, actor, session)
+
+
+@router.post("/console/components/{component_id}/status", response_class=HTMLResponse)
+async def set_component_status(request: Request, component_id: str, actor: ConsoleWriter, session: Tx) -> Response:
+    """Set one component's status outside any incident (e.g. a known degradation)."""
+    values = await form_values(request)
+    values["_component"] = component_id
+    try:
+        component = await service.get_component(session, component_id)
+        raw = text(values, "status")
+        if not raw:
+            raise InvalidInput("choose a status", field="status")
+        await service.set_status(session, component, service.parse_status(raw))
+    except DomainError as exc:
+        if exc.field == "component_id":
+            raise
+        await discard(session)
+        failure = failure_of(exc, f"component-{component_id}", values)
+        failure.values["_status"] = exc.status_code
+        return await _page(request, actor, session, failure=failure)
+    return see_other(f"/console/components#component-{component_id}")
