@@ -42,23 +42,33 @@ async def test_incident_lifecycle_over_the_api(client: httpx.AsyncClient, db: Da
     web = await _component(db)
     holder, _ = await make_actor(db, Role.responder)
 
-    incident = await _declare(client, headers, components={web: "major_outage"},
-                              roles={"incident_commander": holder.id})
+    incident = await _declare(
+        client, headers, components={web: "major_outage"}, roles={"incident_commander": holder.id}
+    )
     iid = incident["id"]
     assert incident["status"] == "investigating" and incident["impact"] == "critical"
-    assert incident["components"] == [{"component_id": web, "status": "major_outage",
-                                       "added_at": incident["components"][0]["added_at"]}]
+    assert incident["components"] == [
+        {"component_id": web, "status": "major_outage", "added_at": incident["components"][0]["added_at"]}
+    ]
     assert [r["role"] for r in incident["roles"]] == ["incident_commander"]
     first = incident["updates"][0]
-    assert first["affected_components"] == [{"component_id": web, "old_status": "operational",
-                                             "new_status": "major_outage"}]
+    assert first["affected_components"] == [
+        {"component_id": web, "old_status": "operational", "new_status": "major_outage"}
+    ]
     # SEV1 promises the next update within its 15-minute cadence, with an offset in the answer
     assert timedelta(minutes=14) < _aware(incident["next_update_at"]) - utcnow() <= timedelta(minutes=15)
 
     promise = (utcnow() + timedelta(minutes=40)).isoformat()
-    response = await client.post(f"{API}/incidents/{iid}/updates", headers=headers, json={
-        "status": "identified", "body": "Certificate expired.", "components": {web: "partial_outage"},
-        "next_update_at": promise})  # fmt: skip
+    response = await client.post(
+        f"{API}/incidents/{iid}/updates",
+        headers=headers,
+        json={
+            "status": "identified",
+            "body": "Certificate expired.",
+            "components": {web: "partial_outage"},
+            "next_update_at": promise,
+        },
+    )
     assert response.status_code == 201, response.text
     assert response.json()["status"] == "identified"
     assert _aware(response.json()["next_update_at"]) == datetime.fromisoformat(promise)
@@ -70,8 +80,9 @@ async def test_incident_lifecycle_over_the_api(client: httpx.AsyncClient, db: Da
     assert role.status_code == 200
     assert {r["role"] for r in role.json()["roles"] if r["ended_at"] is None} == {"incident_commander", "scribe"}
 
-    severity = await client.post(f"{API}/incidents/{iid}/severity", headers=headers,
-                                 json={"severity": "SEV2", "reason": "Only SSO customers"})  # fmt: skip
+    severity = await client.post(
+        f"{API}/incidents/{iid}/severity", headers=headers, json={"severity": "SEV2", "reason": "Only SSO customers"}
+    )
     assert severity.status_code == 200 and severity.json()["severity"] == "SEV2"
 
     listed = await client.get(f"{API}/incidents", params={"status": "open"}, headers=headers)
@@ -84,16 +95,24 @@ async def test_incident_lifecycle_over_the_api(client: httpx.AsyncClient, db: Da
     async with db.sessionmaker() as s:
         assert (await s.get(Component, web)).status == "operational"
 
-    postmortem = await client.put(f"{API}/incidents/{iid}/postmortem", headers=headers,
-                                  json={"body": "# What happened", "publish": True})  # fmt: skip
+    postmortem = await client.put(
+        f"{API}/incidents/{iid}/postmortem", headers=headers, json={"body": "# What happened", "publish": True}
+    )
     assert postmortem.status_code == 200 and postmortem.json()["status"] == "postmortem"
     listed = await client.get(f"{API}/incidents", params={"status": "resolved"}, headers=headers)
     assert [i["id"] for i in listed.json()] == [iid]
 
     timeline = await client.get(f"{API}/incidents/{iid}/timeline", headers=headers)
     kinds = [e["kind"] for e in timeline.json()]
-    for kind in ("declared", "update_posted", "note_added", "role_assigned", "severity_changed", "resolved",
-                 "postmortem_published"):
+    for kind in (
+        "declared",
+        "update_posted",
+        "note_added",
+        "role_assigned",
+        "severity_changed",
+        "resolved",
+        "postmortem_published",
+    ):
         assert kind in kinds
     got = await client.get(f"{API}/incidents/{iid}", headers=headers)
     assert [u["status"] for u in got.json()["updates"]] == ["resolved", "identified", "identified", "investigating"]
@@ -109,11 +128,16 @@ async def test_list_pages_with_limit_and_offset(client: httpx.AsyncClient, db: D
     assert bad.status_code == 422 and ["query", "status"] in error_locs(bad)
 
 
-async def test_declare_with_unknown_component_is_404_and_stores_nothing(client: httpx.AsyncClient, db: Database) -> None:
+async def test_declare_with_unknown_component_is_404_and_stores_nothing(
+    client: httpx.AsyncClient, db: Database
+) -> None:
     """A component id that does not exist: 404 naming components.<id>; no incident, no update."""
     headers = await api_key_headers(db)
-    response = await client.post(f"{API}/incidents", headers=headers, json={
-        "name": "x", "severity": "SEV2", "body": "y", "components": {"nope": "major_outage"}})  # fmt: skip
+    response = await client.post(
+        f"{API}/incidents",
+        headers=headers,
+        json={"name": "x", "severity": "SEV2", "body": "y", "components": {"nope": "major_outage"}},
+    )
     assert response.status_code == 404
     assert ["body", "components", "nope"] in error_locs(response)
     assert await count_rows(db, Incident) == 0 and await count_rows(db, IncidentUpdate) == 0
@@ -123,8 +147,11 @@ async def test_declare_with_invalid_component_status_is_422(client: httpx.AsyncC
     """A component status outside the Statuspage enum: 422 naming the component; nothing changes."""
     headers = await api_key_headers(db)
     web = await _component(db)
-    response = await client.post(f"{API}/incidents", headers=headers, json={
-        "name": "x", "severity": "SEV2", "body": "y", "components": {web: "on_fire"}})  # fmt: skip
+    response = await client.post(
+        f"{API}/incidents",
+        headers=headers,
+        json={"name": "x", "severity": "SEV2", "body": "y", "components": {web: "on_fire"}},
+    )
     assert response.status_code == 422
     assert ["body", "components", web] in error_locs(response)
     assert await count_rows(db, Incident) == 0
@@ -135,8 +162,9 @@ async def test_update_with_invalid_incident_status_is_422(client: httpx.AsyncCli
     """Status 'fixed' is not an incident status: 422 on body.status; the update count is unchanged."""
     headers = await api_key_headers(db)
     iid = (await _declare(client, headers))["id"]
-    response = await client.post(f"{API}/incidents/{iid}/updates", headers=headers,
-                                 json={"status": "fixed", "body": "done"})  # fmt: skip
+    response = await client.post(
+        f"{API}/incidents/{iid}/updates", headers=headers, json={"status": "fixed", "body": "done"}
+    )
     assert response.status_code == 422 and ["body", "status"] in error_locs(response)
     assert await count_rows(db, IncidentUpdate) == 1
 
@@ -145,7 +173,9 @@ async def test_resolving_twice_is_409_and_writes_nothing(client: httpx.AsyncClie
     """A second resolve: 409 naming status; no extra update or timeline event is stored."""
     headers = await api_key_headers(db)
     iid = (await _declare(client, headers))["id"]
-    assert (await client.post(f"{API}/incidents/{iid}/resolve", headers=headers, json={"body": "Fixed."})).status_code == 200
+    assert (
+        await client.post(f"{API}/incidents/{iid}/resolve", headers=headers, json={"body": "Fixed."})
+    ).status_code == 200
     updates, events = await count_rows(db, IncidentUpdate), await count_rows(db, TimelineEvent)
     again = await client.post(f"{API}/incidents/{iid}/resolve", headers=headers, json={"body": "Fixed again."})
     assert again.status_code == 409
@@ -157,8 +187,9 @@ async def test_next_update_in_the_past_is_422(client: httpx.AsyncClient, db: Dat
     """A promise an hour ago: 422 naming next_update_at; nothing stored."""
     headers = await api_key_headers(db)
     past = (utcnow() - timedelta(hours=1)).isoformat()
-    response = await client.post(f"{API}/incidents", headers=headers, json={
-        "name": "x", "severity": "SEV2", "body": "y", "next_update_at": past})  # fmt: skip
+    response = await client.post(
+        f"{API}/incidents", headers=headers, json={"name": "x", "severity": "SEV2", "body": "y", "next_update_at": past}
+    )
     assert response.status_code == 422
     assert ["body", "next_update_at"] in error_locs(response) and "future" in error_text(response)
     assert await count_rows(db, Incident) == 0
@@ -168,8 +199,11 @@ async def test_naive_datetime_is_refused_naming_the_field(client: httpx.AsyncCli
     """A datetime without an offset is ambiguous: 422 naming next_update_at."""
     headers = await api_key_headers(db)
     naive = (utcnow() + timedelta(minutes=30)).replace(tzinfo=None).isoformat()
-    response = await client.post(f"{API}/incidents", headers=headers, json={
-        "name": "x", "severity": "SEV2", "body": "y", "next_update_at": naive})  # fmt: skip
+    response = await client.post(
+        f"{API}/incidents",
+        headers=headers,
+        json={"name": "x", "severity": "SEV2", "body": "y", "next_update_at": naive},
+    )
     assert response.status_code == 422
     assert ["body", "next_update_at"] in error_locs(response) and "timezone" in error_text(response)
     assert await count_rows(db, Incident) == 0
@@ -179,8 +213,9 @@ async def test_oversized_body_is_413(client: httpx.AsyncClient, db: Database, se
     """A body over settings.max_body_bytes is refused before it is read; nothing stored."""
     headers = await api_key_headers(db)
     limit = settings.max_body_bytes  # type: ignore[attr-defined]
-    response = await client.post(f"{API}/incidents", headers=headers, json={
-        "name": "big", "severity": "SEV2", "body": "x" * (limit + 10)})  # fmt: skip
+    response = await client.post(
+        f"{API}/incidents", headers=headers, json={"name": "big", "severity": "SEV2", "body": "x" * (limit + 10)}
+    )
     assert response.status_code == 413
     assert ["body"] in error_locs(response) and str(limit) in error_text(response)
     assert await count_rows(db, Incident) == 0
@@ -195,12 +230,21 @@ async def test_malformed_json_is_422_naming_body(client: httpx.AsyncClient, db: 
     assert await count_rows(db, Incident) == 0
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("severity", 5), ("severity", "SEV9"), ("deliver_notifications", "maybe"), ("components", ["web"]),
-    ("name", ""), ("roles", {"chief": "u1"}), ("colour", "red"),
-])  # fmt: skip
-async def test_wrong_types_are_422_naming_the_field(client: httpx.AsyncClient, db: Database, field: str,
-                                                    value: object) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("severity", 5),
+        ("severity", "SEV9"),
+        ("deliver_notifications", "maybe"),
+        ("components", ["web"]),
+        ("name", ""),
+        ("roles", {"chief": "u1"}),
+        ("colour", "red"),
+    ],
+)
+async def test_wrong_types_are_422_naming_the_field(
+    client: httpx.AsyncClient, db: Database, field: str, value: object
+) -> None:
     """Each wrong type or unknown field gives 422 whose loc names that field; nothing stored."""
     headers = await api_key_headers(db)
     payload = {"name": "x", "severity": "SEV2", "body": "y", field: value}
@@ -220,8 +264,9 @@ async def test_missing_fields_are_listed(client: httpx.AsyncClient, db: Database
 async def test_unknown_ids_are_404(client: httpx.AsyncClient, db: Database) -> None:
     headers = await api_key_headers(db)
     assert (await client.get(f"{API}/incidents/nope", headers=headers)).status_code == 404
-    assert (await client.post(f"{API}/incidents/nope/updates", headers=headers,
-                              json={"status": "identified", "body": "x"})).status_code == 404  # fmt: skip
+    assert (
+        await client.post(f"{API}/incidents/nope/updates", headers=headers, json={"status": "identified", "body": "x"})
+    ).status_code == 404
     iid = (await _declare(client, headers))["id"]
     unknown_user = await client.put(f"{API}/incidents/{iid}/roles/scribe", headers=headers, json={"user_id": "ghost"})
     assert unknown_user.status_code == 404 and ["body", "user_id"] in error_locs(unknown_user)
@@ -233,16 +278,22 @@ async def test_unknown_ids_are_404(client: httpx.AsyncClient, db: Database) -> N
 async def test_severity_change_needs_a_reason_and_a_change(client: httpx.AsyncClient, db: Database) -> None:
     headers = await api_key_headers(db)
     iid = (await _declare(client, headers))["id"]
-    blank = await client.post(f"{API}/incidents/{iid}/severity", headers=headers, json={"severity": "SEV2", "reason": " "})
+    blank = await client.post(
+        f"{API}/incidents/{iid}/severity", headers=headers, json={"severity": "SEV2", "reason": " "}
+    )
     assert blank.status_code == 422 and ["body", "reason"] in error_locs(blank)
-    same = await client.post(f"{API}/incidents/{iid}/severity", headers=headers, json={"severity": "SEV1", "reason": "x"})
+    same = await client.post(
+        f"{API}/incidents/{iid}/severity", headers=headers, json={"severity": "SEV1", "reason": "x"}
+    )
     assert same.status_code == 409 and ["body", "severity"] in error_locs(same)
 
 
 async def test_postmortem_before_resolution_is_409(client: httpx.AsyncClient, db: Database) -> None:
     headers = await api_key_headers(db)
     iid = (await _declare(client, headers))["id"]
-    response = await client.put(f"{API}/incidents/{iid}/postmortem", headers=headers, json={"body": "x", "publish": True})
+    response = await client.put(
+        f"{API}/incidents/{iid}/postmortem", headers=headers, json={"body": "x", "publish": True}
+    )
     assert response.status_code == 409
     async with db.sessionmaker() as s:
         assert (await s.get(Incident, iid)).postmortem_body is None
@@ -251,12 +302,14 @@ async def test_postmortem_before_resolution_is_409(client: httpx.AsyncClient, db
 async def test_read_key_cannot_declare_and_viewer_cannot_write(client: httpx.AsyncClient, db: Database) -> None:
     read_only = await api_key_headers(db, Role.responder, scopes=[Scope.read])
     assert (await client.get(f"{API}/incidents", headers=read_only)).status_code == 200
-    refused = await client.post(f"{API}/incidents", headers=read_only,
-                                json={"name": "x", "severity": "SEV2", "body": "y"})  # fmt: skip
+    refused = await client.post(
+        f"{API}/incidents", headers=read_only, json={"name": "x", "severity": "SEV2", "body": "y"}
+    )
     assert refused.status_code == 403 and "write" in error_text(refused)
     viewer = await api_key_headers(db, Role.viewer)
-    assert (await client.post(f"{API}/incidents", headers=viewer,
-                              json={"name": "x", "severity": "SEV2", "body": "y"})).status_code == 403  # fmt: skip
+    assert (
+        await client.post(f"{API}/incidents", headers=viewer, json={"name": "x", "severity": "SEV2", "body": "y"})
+    ).status_code == 403
     assert await count_rows(db, Incident) == 0
 
 
@@ -267,8 +320,9 @@ async def test_severity_policies(client: httpx.AsyncClient, db: Database) -> Non
     assert [p["severity"] for p in listed.json()] == ["SEV1", "SEV2", "SEV3", "SEV4"]
     denied = await client.put(f"{API}/severity-policies/SEV3", headers=responder, json={"cadence_minutes": 20})
     assert denied.status_code == 403
-    changed = await client.put(f"{API}/severity-policies/SEV3", headers=admin,
-                               json={"cadence_minutes": 20, "required_roles": ["scribe"]})  # fmt: skip
+    changed = await client.put(
+        f"{API}/severity-policies/SEV3", headers=admin, json={"cadence_minutes": 20, "required_roles": ["scribe"]}
+    )
     assert changed.status_code == 200
     assert changed.json()["cadence_minutes"] == 20 and changed.json()["required_roles"] == ["scribe"]
     bad = await client.put(f"{API}/severity-policies/SEV3", headers=admin, json={"cadence_minutes": 0})
