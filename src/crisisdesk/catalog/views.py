@@ -63,9 +63,11 @@ async def components_page(request: Request, actor: ConsoleReader, session: Tx) -
 async def set_component_status(request: Request, component_id: str, actor: ConsoleWriter, session: Tx) -> Response:
     """Set one component's status outside any incident (e.g. a known degradation)."""
     values = await form_values(request)
-    values["_component"] = component_id
+    form = f"component-{component_id}"
     try:
         component = await service.get_component(session, component_id)
+        if component.is_group:
+            form = "board"  # a group has no row of its own on the board
         raw = text(values, "status")
         if not raw:
             raise InvalidInput("choose a status", field="status")
@@ -74,7 +76,7 @@ async def set_component_status(request: Request, component_id: str, actor: Conso
         if exc.field == "component_id":
             raise
         await discard(session)
-        failure = failure_of(exc, f"component-{component_id}", values)
+        failure = failure_of(exc, form, values)
         failure.values["_status"] = exc.status_code
         return await _page(request, actor, session, failure=failure)
     return see_other(f"/console/components#component-{component_id}")
