@@ -33,6 +33,7 @@ from crisisdesk.catalog import service as catalog
 from crisisdesk.catalog.models import ComponentStatus
 from crisisdesk.config import Settings
 from crisisdesk.incident import service as incidents
+from crisisdesk.incident.models import Incident
 from crisisdesk.kit import events, migrate
 from crisisdesk.kit.db import Database
 from crisisdesk.kit.errors import DomainError
@@ -170,7 +171,7 @@ async def _component_changes(session: AsyncSession, specs: list[str] | None) -> 
     return changes
 
 
-def _incident_line(incident: incidents.Incident) -> str:
+def _incident_line(incident: Incident) -> str:
     return f"INC-{incident.number} [{incident.severity}] {incident.name} — {incident.status} (id {incident.id})"
 
 

@@ -329,3 +329,24 @@ async def test_severity_policies(client: httpx.AsyncClient, db: Database) -> Non
     assert bad.status_code == 422 and ["body", "cadence_minutes"] in error_locs(bad)
     unknown = await client.put(f"{API}/severity-policies/SEV7", headers=admin, json={})
     assert unknown.status_code == 422 and ["path", "severity"] in error_locs(unknown)
+
+
+async def test_an_api_declaration_is_on_the_public_page_at_once(client: httpx.AsyncClient, db: Database) -> None:
+    """The commit publishes a new snapshot before the response returns; the v2 JSON shows the incident."""
+    headers = await api_key_headers(db)
+    web = await _component(db)
+    iid = (await _declare(client, headers, name="Public API errors", components={web: "major_outage"}))["id"]
+    unresolved = (await client.get("/api/v2/incidents/unresolved.json")).json()
+    assert [i["id"] for i in unresolved["incidents"]] == [iid]
+    assert (await client.get("/api/v2/status.json")).json()["status"]["indicator"] == "critical"
+    await client.post(f"{API}/incidents/{iid}/resolve", headers=headers, json={"body": "Fixed."})
+    assert (await client.get("/api/v2/incidents/unresolved.json")).json()["incidents"] == []
+
+
+async def test_markup_in_updates_is_sanitised_in_the_api(client: httpx.AsyncClient, db: Database) -> None:
+    headers = await api_key_headers(db)
+    hostile = '<script>alert(1)</script> [x](javascript:alert(2)) <img src=x onerror="alert(3)">'
+    incident = await _declare(client, headers, body=hostile)
+    html = incident["updates"][0]["body_html"].lower()
+    assert "<script" not in html and "<img" not in html and 'href="javascript:' not in html
+    assert incident["updates"][0]["body"] == hostile  # the source is kept as written
