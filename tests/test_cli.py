@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -235,8 +236,15 @@ def _wait_for(url: str, process: subprocess.Popen[str], seconds: float = 60) -> 
 @pytest.mark.slow
 def test_worker_stops_cleanly_on_sigterm(cli_env: dict[str, str]) -> None:
     process = _start(["worker"], cli_env)
-    time.sleep(2)
-    assert process.poll() is None, "the worker exited on its own"
+    assert process.stdout is not None
+    deadline = time.monotonic() + 30
+    while True:  # signal handlers are in place once it says it is running
+        ready, _, _ = select.select([process.stdout], [], [], 0.5)
+        if ready and "worker running" in process.stdout.readline():
+            break
+        assert process.poll() is None, "the worker exited on its own"
+        assert time.monotonic() < deadline, "the worker did not start within 30 s"
+    time.sleep(0.5)
     code, output = _stop(process)
     assert code == 0, output
     assert "worker stopped" in output and "Traceback" not in output

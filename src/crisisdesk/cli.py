@@ -254,7 +254,6 @@ async def _seed(settings: Settings) -> dict[str, object]:
 def worker() -> None:
     """Run the background workers alone (no web server); stops cleanly on SIGTERM or Ctrl-C."""
     settings = _settings()
-    out.print("worker running; press Ctrl-C to stop")
     _run(lambda: _work(settings))
     out.print("worker stopped")
 
@@ -269,6 +268,7 @@ async def _work(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    out.print("worker running; press Ctrl-C to stop")
     task = asyncio.create_task(work_forever(runtime, None), name="worker")
     stopping = asyncio.create_task(stop.wait())
     try:
