@@ -31,6 +31,7 @@ import resource
 import secrets
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -58,19 +59,21 @@ INCIDENT_NAME = "Elevated error rates on the Public API"
 @dataclass
 class Profile:
     duration: int  # seconds of each measured wrk run
+    rounds: int  # each cell is measured this often, alternating the servers; the median is kept
     warmup: int
     updates: int
     visible_timeout: float  # give up on one update after this many seconds
 
 
-FULL = Profile(duration=10, warmup=3, updates=20, visible_timeout=5.0)
-QUICK = Profile(duration=2, warmup=1, updates=5, visible_timeout=3.0)
+FULL = Profile(duration=5, rounds=3, warmup=3, updates=20, visible_timeout=5.0)
+QUICK = Profile(duration=2, rounds=1, warmup=0, updates=5, visible_timeout=3.0)
 
 
 @dataclass
 class WrkResult:
     server: str
     path: str
+    gzip: bool  # whether the client sent Accept-Encoding: gzip (wrk does not by default)
     connections: int
     duration_s: float
     requests: int
@@ -328,6 +331,7 @@ async def export_site(ctx: Context, site: Path, server: Server, paths: list[str]
             await db.dispose()
         return "crisisdesk.statuspage.export.export_static"
     ctx.notes.append("the static export is not there yet: nginx serves the bytes fetched from crisisdesk")
+    site.mkdir()
     async with httpx.AsyncClient(headers={"accept-encoding": "identity"}) as client:
         for path in paths:
             response = await client.get(f"http://{HOST}:{server.port}{path}")
@@ -338,16 +342,17 @@ async def export_site(ctx: Context, site: Path, server: Server, paths: list[str]
     return "bytes fetched from the crisisdesk server"
 
 
-async def same_bytes(ports: dict[str, int], paths: list[str]) -> dict[str, bool]:
-    """For each path, whether crisisdesk and nginx send identical bodies."""
+async def same_bytes(ports: dict[str, int], paths: list[str]) -> dict[str, dict[str, Any]]:
+    """For each path, whether crisisdesk and nginx send identical bodies, and the body's size."""
     result = {}
     async with httpx.AsyncClient(headers={"accept-encoding": "identity"}) as client:
         for path in paths:
-            digests = set()
+            digests, size = set(), 0
             for port in ports.values():
                 response = await client.get(f"http://{HOST}:{port}{path}")
                 digests.add((response.status_code, hashlib.sha256(response.content).hexdigest()))
-            result[path] = len(digests) == 1
+                size = len(response.content)
+            result[path] = {"identical": len(digests) == 1, "bytes": size}
     return result
 
 
@@ -366,6 +371,7 @@ http {{
     default_type application/octet-stream;
     access_log off;
     sendfile on;
+    gzip_static on;
     tcp_nopush on;
     open_file_cache max=1000 inactive=60s;
     keepalive_requests 1000000;
@@ -409,7 +415,7 @@ def _ms(text: str) -> float:
     return round(float(match.group(1)) * UNITS_MS[match.group(2)], 3)
 
 
-def parse_wrk(output: str, server: str, path: str, connections: int) -> WrkResult:
+def parse_wrk(output: str, server: str, path: str, connections: int, gzip: bool = False) -> WrkResult:
     """Requests/s, p50/p99 and every kind of error from wrk's ``--latency`` report."""
     rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
     total = re.search(r"(\d+) requests in ([\d.]+\w+)", output)
@@ -425,24 +431,60 @@ def parse_wrk(output: str, server: str, path: str, connections: int) -> WrkResul
     if non_2xx is not None:
         errors["non_2xx_3xx"] = int(non_2xx.group(1))
     return WrkResult(
-        server=server, path=path, connections=connections, duration_s=round(_ms(total.group(2)) / 1000, 2),
+        server=server, path=path, gzip=gzip, connections=connections, duration_s=round(_ms(total.group(2)) / 1000, 2),
         requests=int(total.group(1)), requests_per_s=round(float(rps.group(1)), 1),
         latency_p50_ms=_ms(percentiles["50"]), latency_p99_ms=_ms(percentiles["99"]),
         errors=errors, total_errors=sum(errors.values()),
     )  # fmt: skip
 
 
-def wrk_command(port: int, path: str, connections: int, duration: int, threads: int = 2) -> list[str]:
+def wrk_command(port: int, path: str, connections: int, duration: int, *, threads: int = 2,
+                gzip: bool = False) -> list[str]:  # fmt: skip
+    headers = ["-H", "Accept-Encoding: gzip"] if gzip else []
     return [shutil.which("wrk") or "/usr/bin/wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
-            "--timeout", "2s", "--latency", f"http://{HOST}:{port}{path}"]  # fmt: skip
+            "--timeout", "2s", "--latency", *headers, f"http://{HOST}:{port}{path}"]  # fmt: skip
 
 
-def run_wrk(server: str, port: int, path: str, connections: int, duration: int) -> WrkResult:
-    done = subprocess.run(wrk_command(port, path, connections, duration), capture_output=True, text=True,
-                          timeout=duration + 60, check=False)  # fmt: skip
+def run_wrk(server: str, port: int, path: str, connections: int, duration: int, *, gzip: bool = False) -> WrkResult:
+    done = subprocess.run(wrk_command(port, path, connections, duration, gzip=gzip), capture_output=True,
+                          text=True, timeout=duration + 60, check=False)  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
-    return parse_wrk(done.stdout, server, path, connections)
+    return parse_wrk(done.stdout, server, path, connections, gzip)
+
+
+def median_run(rounds: list[WrkResult]) -> WrkResult:
+    """The median of each figure over the rounds; errors are added up, not averaged."""
+    first = rounds[0]
+    errors = {key: sum(r.errors[key] for r in rounds) for key in first.errors}
+    return WrkResult(
+        server=first.server, path=first.path, gzip=first.gzip, connections=first.connections,
+        duration_s=round(sum(r.duration_s for r in rounds), 2), requests=sum(r.requests for r in rounds),
+        requests_per_s=statistics.median(r.requests_per_s for r in rounds),
+        latency_p50_ms=statistics.median(r.latency_p50_ms for r in rounds),
+        latency_p99_ms=statistics.median(r.latency_p99_ms for r in rounds),
+        errors=errors, total_errors=sum(errors.values()),
+    )  # fmt: skip
+
+
+def measure(profile: Profile, ports: dict[str, int], paths: list[str]) -> list[WrkResult]:
+    """Every cell on every server; the servers alternate so a noisy moment hits both alike.
+
+    Each path is fetched as wrk does by default (no Accept-Encoding, so the full body), and the
+    page also as a browser does (gzip): the two differ a lot in size.
+    """
+    for name, port in ports.items():
+        if profile.warmup:
+            run_wrk(name, port, PAGE, 100, profile.warmup)
+    variants = [(path, False) for path in paths] + [(PAGE, True)]
+    cells: dict[tuple[str, str, bool, int], list[WrkResult]] = {}
+    for _ in range(profile.rounds):
+        for path, gzip in variants:
+            for connections in (100, 1000):
+                for name, port in ports.items():
+                    result = run_wrk(name, port, path, connections, profile.duration, gzip=gzip)
+                    cells.setdefault((name, path, gzip, connections), []).append(result)
+    return [median_run(rounds) for rounds in cells.values()]
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -503,7 +545,7 @@ async def publish_to_visible(ctx: Context, seeded: Seeded, ports: list[int]) -> 
     db = Database(ctx.url)
     settings = bench_settings(ctx.url)
     try:
-        await asyncio.sleep(1.0)  # the load is running before the first update
+        await asyncio.sleep(0.5)  # the load is running before the first update
         limits = httpx.Limits(max_connections=10)
         async with httpx.AsyncClient(timeout=5, limits=limits) as probe, httpx.AsyncClient(timeout=10) as api:
             for index in range(profile.updates):
@@ -603,20 +645,24 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(stderr=False)
-    table = Table(title=f"Public status page, {result['database']}, wrk -t2 -d{result['duration_s']}s (loopback)")
-    for column in ("server", "path", "conns", "req/s", "p50 ms", "p99 ms", "errors", "× nginx"):
-        table.add_column(column, justify="left" if column in ("server", "path") else "right")
+    console = Console(width=120)
+    table = Table(title=f"Public status page, {result['database']}, wrk -t2 -d{result['duration_s']}s "
+                  f"× {result['rounds']} (median), loopback")  # fmt: skip
+    for column in ("server", "path", "gzip", "conns", "req/s", "p50 ms", "p99 ms", "errors", "× nginx"):
+        left = column in ("server", "path")
+        table.add_column(column, justify="left" if left else "right", no_wrap=left)
     for run in result["runs"]:
         ratio = run["ratio_to_nginx"]
-        table.add_row(run["server"], run["path"], str(run["connections"]), f"{run['requests_per_s']:,.0f}",
-                      f"{run['latency_p50_ms']:.2f}", f"{run['latency_p99_ms']:.2f}", str(run["total_errors"]),
-                      "" if ratio is None else f"{ratio:.2f}")  # fmt: skip
+        table.add_row(run["server"], run["path"], "gzip" if run["gzip"] else "", str(run["connections"]),
+                      f"{run['requests_per_s']:,.0f}", f"{run['latency_p50_ms']:.2f}", f"{run['latency_p99_ms']:.2f}",
+                      str(run["total_errors"]), "" if ratio is None else f"{ratio:.2f}")  # fmt: skip
     console.print(table)
     pub = result["publish_to_visible"]
     console.print(f"publish-to-visible ({pub['method']}, {pub['processes']} processes under load, "
                   f"{pub['visible']}/{pub['updates']} visible): p50 {pub['p50_ms']} ms, p99 {pub['p99_ms']} ms, "
                   f"max {pub['max_ms']} ms")  # fmt: skip
+    load = result["load_average"]
+    console.print(f"load average (1 min) before {load['before']:.2f}, after {load['after']:.2f}")
     mem = result["memory"]
     console.print(f"resident memory of the server ({mem['processes']} processes): after seed "
                   f"{mem['after_seed_mib']} MiB, after load {mem['after_load_mib']} MiB")  # fmt: skip
@@ -629,13 +675,24 @@ def print_table(result: dict[str, Any]) -> None:
 
 async def run(ctx: Context, use_cli: bool) -> dict[str, Any]:
     profile, base = ctx.profile, ctx.port_base
+    # Other work on the machine skews every figure; the load average makes that visible.
+    load_before = os.getloadavg()[0]
     for port in range(base, base + 4):
         if not port_free(port):
             raise RuntimeError(f"port {port} is in use; choose another --port-base")
     from crisisdesk.kit import migrate
 
+    phases: dict[str, float] = {}
+    mark = time.monotonic()
+
+    def phase(name: str) -> None:
+        nonlocal mark
+        phases[name] = round(time.monotonic() - mark, 1)
+        mark = time.monotonic()
+
     await asyncio.to_thread(migrate.upgrade, ctx.url)  # Alembic runs its own event loop
     seeded = await seed(ctx.url, ctx.notes)
+    phase("migrate_and_seed")
     env = {**os.environ, "CRISISDESK_DEMO": "true", "CRISISDESK_DATABASE_URL": ctx.url}
     command = server_command(base, 2, use_cli)
     if not use_cli:
@@ -644,6 +701,7 @@ async def run(ctx: Context, use_cli: bool) -> dict[str, Any]:
     wait_ready(ours)
     await asyncio.sleep(1.0)  # both workers have loaded the snapshot
     after_seed = rss_mib(ours.proc.pid)
+    phase("start_server")
 
     json_path = JSON_PATH
     async with httpx.AsyncClient() as client:
@@ -653,49 +711,50 @@ async def run(ctx: Context, use_cli: bool) -> dict[str, Any]:
     paths = [PAGE, json_path]
 
     site = ctx.tmp / "site"
-    site.mkdir()
     exported_by = await export_site(ctx, site, ours, paths)
     nginx = start_nginx(ctx, site, base + 1)
     wait_ready(nginx)
     identical = await same_bytes({"crisisdesk": base, "nginx": base + 1}, paths)
+    phase("export_and_start_nginx")
 
-    runs: list[WrkResult] = []
-    for name, port in (("crisisdesk", base), ("nginx", base + 1)):
-        run_wrk(name, port, PAGE, 100, profile.warmup)
-        for path in paths:
-            for connections in (100, 1000):
-                runs.append(run_wrk(name, port, path, connections, profile.duration))
-    reference = {(r.path, r.connections): r.requests_per_s for r in runs if r.server == "nginx"}
+    runs = measure(profile, {"crisisdesk": base, "nginx": base + 1}, paths)
+    reference = {(r.path, r.gzip, r.connections): r.requests_per_s for r in runs if r.server == "nginx"}
     for r in runs:
-        if r.server == "crisisdesk" and reference.get((r.path, r.connections)):
-            r.ratio_to_nginx = round(r.requests_per_s / reference[(r.path, r.connections)], 3)
+        if r.server == "crisisdesk" and reference.get((r.path, r.gzip, r.connections)):
+            r.ratio_to_nginx = round(r.requests_per_s / reference[(r.path, r.gzip, r.connections)], 3)
     after_load = rss_mib(ours.proc.pid)
     stop(ctx, ours)
     stop(ctx, nginx)
+    phase("load")
 
     single = [start(ctx, f"crisisdesk-{i}", base + 2 + i, server_command(base + 2 + i, 1, use_cli), env)
               for i in range(2)]  # fmt: skip
     for server in single:
         wait_ready(server)
+    phase("start_single_worker_servers")
     publishing = await publish_to_visible(ctx, seeded, [s.port for s in single])
     for server in single:
         stop(ctx, server)
+    phase("publish_to_visible")
 
     result: dict[str, Any] = {
         "benchmark": "statuspage",
         "quick": profile is QUICK,
         "database": "postgresql" if ctx.url.startswith("postgresql") else "sqlite",
         "duration_s": profile.duration,
+        "rounds": profile.rounds,
+        "load_average": {"before": load_before, "after": os.getloadavg()[0]},
         "machine": machine(),
         "server_command": " ".join([Path(command[0]).name, *command[1:]]),
         "reference": "nginx serving the exported static files of the same snapshot "
-        "(worker_processes 2, sendfile, open_file_cache, access_log off)",
+        "(worker_processes 2, sendfile, gzip_static for the exported .gz files, open_file_cache, access_log off)",
         "static_export": exported_by,
         "same_bytes": identical,
         "runs": [asdict(r) for r in runs],
         "publish_to_visible": publishing,
         "memory": {"after_seed_mib": after_seed[0], "after_load_mib": after_load[0], "processes": after_load[1]},
         "notes": ctx.notes,
+        "phases_s": phases,
     }
     result["targets"] = targets(runs, publishing)
     return result
