@@ -83,6 +83,10 @@ class WrkResult:
     errors: dict[str, int]
     total_errors: int
     ratio_to_nginx: float | None = None
+    # CPU time the server's processes spent per request: steadier than requests/s on a busy machine.
+    cpu_us_per_request: float | None = None
+    # The most connections seen waiting in the kernel's accept queue during the run (should be 0).
+    unaccepted: int = 0
 
 
 @dataclass
@@ -212,6 +216,45 @@ def process_tree(root: int) -> list[int]:
         found.append(pid)
         todo.extend(children.get(pid, []))
     return found
+
+
+def cpu_seconds(root: int) -> float:
+    """User + system CPU time used so far by a process and its descendants."""
+    ticks = 0
+    for pid in process_tree(root):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def idle_percent(seconds: float = 1.0) -> float:
+    """How idle the CPUs are over a short interval: other work on the machine skews every figure."""
+
+    def sample() -> tuple[int, int]:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return values[3] + values[4], sum(values)  # idle + iowait, total
+
+    idle0, total0 = sample()
+    time.sleep(seconds)
+    idle1, total1 = sample()
+    return round(100 * (idle1 - idle0) / max(1, total1 - total0), 1)
+
+
+def accept_queue(port: int) -> int:
+    """Connections the kernel completed but the server has not accepted yet, on a loopback port.
+
+    wrk never reports a connection that is never served: its request simply waits, unseen by
+    the latency figures. A non-empty accept queue during a run is the sign of that.
+    """
+    waiting = 0
+    local = f"{0x0100007F:08X}:{port:04X}"  # 127.0.0.1 as /proc/net/tcp writes it
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1] == local and fields[3] == "0A":  # LISTEN: rx_queue is the accept queue
+                waiting += int(fields[4].split(":")[1], 16)
+    return waiting
 
 
 def rss_mib(root: int) -> tuple[float, int]:
@@ -445,12 +488,29 @@ def wrk_command(port: int, path: str, connections: int, duration: int, *, thread
             "--timeout", "2s", "--latency", *headers, f"http://{HOST}:{port}{path}"]  # fmt: skip
 
 
-def run_wrk(server: str, port: int, path: str, connections: int, duration: int, *, gzip: bool = False) -> WrkResult:
-    done = subprocess.run(wrk_command(port, path, connections, duration, gzip=gzip), capture_output=True,
-                          text=True, timeout=duration + 60, check=False)  # fmt: skip
-    if done.returncode != 0:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
-    return parse_wrk(done.stdout, server, path, connections, gzip)
+def run_wrk(server: str, port: int, path: str, connections: int, duration: int, *, gzip: bool = False,
+            pid: int | None = None) -> WrkResult:  # fmt: skip
+    cpu_before = cpu_seconds(pid) if pid else 0.0
+    proc = subprocess.Popen(wrk_command(port, path, connections, duration, gzip=gzip), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    unaccepted = 0
+    deadline = time.monotonic() + duration + 60
+    time.sleep(min(1.0, duration / 4))
+    while proc.poll() is None and time.monotonic() < deadline:
+        unaccepted = max(unaccepted, accept_queue(port))
+        time.sleep(0.25)
+    try:
+        stdout, stderr = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {stderr or stdout}")
+    result = parse_wrk(stdout, server, path, connections, gzip)
+    result.unaccepted = unaccepted
+    if pid and result.requests:
+        result.cpu_us_per_request = round((cpu_seconds(pid) - cpu_before) / result.requests * 1e6, 1)
+    return result
 
 
 def median_run(rounds: list[WrkResult]) -> WrkResult:
@@ -464,10 +524,12 @@ def median_run(rounds: list[WrkResult]) -> WrkResult:
         latency_p50_ms=statistics.median(r.latency_p50_ms for r in rounds),
         latency_p99_ms=statistics.median(r.latency_p99_ms for r in rounds),
         errors=errors, total_errors=sum(errors.values()),
+        cpu_us_per_request=statistics.median(r.cpu_us_per_request or 0.0 for r in rounds) or None,
+        unaccepted=max(r.unaccepted for r in rounds),
     )  # fmt: skip
 
 
-def measure(profile: Profile, ports: dict[str, int], paths: list[str]) -> list[WrkResult]:
+def measure(profile: Profile, ports: dict[str, int], pids: dict[str, int], paths: list[str]) -> list[WrkResult]:
     """Every cell on every server; the servers alternate so a noisy moment hits both alike.
 
     Each path is fetched as wrk does by default (no Accept-Encoding, so the full body), and the
@@ -482,7 +544,7 @@ def measure(profile: Profile, ports: dict[str, int], paths: list[str]) -> list[W
         for path, gzip in variants:
             for connections in (100, 1000):
                 for name, port in ports.items():
-                    result = run_wrk(name, port, path, connections, profile.duration, gzip=gzip)
+                    result = run_wrk(name, port, path, connections, profile.duration, gzip=gzip, pid=pids[name])
                     cells.setdefault((name, path, gzip, connections), []).append(result)
     return [median_run(rounds) for rounds in cells.values()]
 
@@ -630,12 +692,14 @@ def targets(runs: list[WrkResult], publishing: dict[str, Any]) -> dict[str, dict
     ratios = [r.ratio_to_nginx for r in ours if r.connections == 100 and r.ratio_to_nginx is not None]
     p99 = max(r.latency_p99_ms for r in ours if r.connections == 1000)
     errors = sum(r.total_errors for r in ours) + sum(load["total_errors"] for load in publishing["load"])
+    unaccepted = max(r.unaccepted for r in ours)
     publish_p99 = publishing["p99_ms"] if publishing["visible"] == publishing["updates"] else None
     return {
         "requests_per_s_ratio_at_100": {"target": f">= {TARGET_RATIO}", "value": min(ratios),
                                         "met": min(ratios) >= TARGET_RATIO},
         "p99_ms_at_1000": {"target": f"< {TARGET_P99_MS:g}", "value": p99, "met": p99 < TARGET_P99_MS},
         "errors": {"target": "0", "value": errors, "met": errors == 0},
+        "unaccepted_connections": {"target": "0", "value": unaccepted, "met": unaccepted == 0},
         "publish_to_visible_p99_ms": {"target": f"< {TARGET_PUBLISH_P99_MS:g}", "value": publish_p99,
                                       "met": publish_p99 is not None and publish_p99 < TARGET_PUBLISH_P99_MS},
     }  # fmt: skip
@@ -648,21 +712,34 @@ def print_table(result: dict[str, Any]) -> None:
     console = Console(width=120)
     table = Table(title=f"Public status page, {result['database']}, wrk -t2 -d{result['duration_s']}s "
                   f"× {result['rounds']} (median), loopback")  # fmt: skip
-    for column in ("server", "path", "gzip", "conns", "req/s", "p50 ms", "p99 ms", "errors", "× nginx"):
+    columns = (
+        "server",
+        "path",
+        "gzip",
+        "conns",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "unacc.",
+        "× nginx",
+        "CPU µs/req",
+    )
+    for column in columns:
         left = column in ("server", "path")
         table.add_column(column, justify="left" if left else "right", no_wrap=left)
     for run in result["runs"]:
         ratio = run["ratio_to_nginx"]
         table.add_row(run["server"], run["path"], "gzip" if run["gzip"] else "", str(run["connections"]),
                       f"{run['requests_per_s']:,.0f}", f"{run['latency_p50_ms']:.2f}", f"{run['latency_p99_ms']:.2f}",
-                      str(run["total_errors"]), "" if ratio is None else f"{ratio:.2f}")  # fmt: skip
+                      str(run["total_errors"]), str(run["unaccepted"]), "" if ratio is None else f"{ratio:.2f}",
+                      "" if run["cpu_us_per_request"] is None else f"{run['cpu_us_per_request']:.1f}")  # fmt: skip
     console.print(table)
     pub = result["publish_to_visible"]
     console.print(f"publish-to-visible ({pub['method']}, {pub['processes']} processes under load, "
                   f"{pub['visible']}/{pub['updates']} visible): p50 {pub['p50_ms']} ms, p99 {pub['p99_ms']} ms, "
                   f"max {pub['max_ms']} ms")  # fmt: skip
-    load = result["load_average"]
-    console.print(f"load average (1 min) before {load['before']:.2f}, after {load['after']:.2f}")
+    console.print(f"CPU idle just before the run: {result['cpu_idle_before_pct']}% (other work skews the figures)")
     mem = result["memory"]
     console.print(f"resident memory of the server ({mem['processes']} processes): after seed "
                   f"{mem['after_seed_mib']} MiB, after load {mem['after_load_mib']} MiB")  # fmt: skip
@@ -675,8 +752,7 @@ def print_table(result: dict[str, Any]) -> None:
 
 async def run(ctx: Context, use_cli: bool) -> dict[str, Any]:
     profile, base = ctx.profile, ctx.port_base
-    # Other work on the machine skews every figure; the load average makes that visible.
-    load_before = os.getloadavg()[0]
+    idle_before = idle_percent()
     for port in range(base, base + 4):
         if not port_free(port):
             raise RuntimeError(f"port {port} is in use; choose another --port-base")
@@ -717,7 +793,8 @@ async def run(ctx: Context, use_cli: bool) -> dict[str, Any]:
     identical = await same_bytes({"crisisdesk": base, "nginx": base + 1}, paths)
     phase("export_and_start_nginx")
 
-    runs = measure(profile, {"crisisdesk": base, "nginx": base + 1}, paths)
+    runs = measure(profile, {"crisisdesk": base, "nginx": base + 1},
+                   {"crisisdesk": ours.proc.pid, "nginx": nginx.proc.pid}, paths)  # fmt: skip
     reference = {(r.path, r.gzip, r.connections): r.requests_per_s for r in runs if r.server == "nginx"}
     for r in runs:
         if r.server == "crisisdesk" and reference.get((r.path, r.gzip, r.connections)):
@@ -743,7 +820,7 @@ async def run(ctx: Context, use_cli: bool) -> dict[str, Any]:
         "database": "postgresql" if ctx.url.startswith("postgresql") else "sqlite",
         "duration_s": profile.duration,
         "rounds": profile.rounds,
-        "load_average": {"before": load_before, "after": os.getloadavg()[0]},
+        "cpu_idle_before_pct": idle_before,
         "machine": machine(),
         "server_command": " ".join([Path(command[0]).name, *command[1:]]),
         "reference": "nginx serving the exported static files of the same snapshot "
