@@ -122,7 +122,9 @@ def parse_wrk(output: str, server: str, path: str, connections: int, gzip: bool 
     total = re.search(r"(\d+) requests in ([\d.]+\w+)", output)
     if rps is None or total is None:
         raise RuntimeError(f"wrk printed no result for {server} {path}:\n{output}")
-    percentiles = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", output, re.MULTILINE))
+    percentiles = dict(re.findall(r"^\s*(\d+)%\s+(\S+)\s*$", output, re.MULTILINE))
+    if "50" not in percentiles or "99" not in percentiles:
+        raise RuntimeError(f"wrk printed no latency distribution for {server} {path}:\n{output}")
     errors = {"connect": 0, "read": 0, "write": 0, "timeout": 0, "non_2xx_3xx": 0}
     socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     if socket_errors is not None:

@@ -25,14 +25,14 @@ import asyncpg
 import httpx
 import pytest
 from sqlalchemy.engine import make_url
-from tests.fixtures.auth import make_actor
-from tests.fixtures.incident import make_component, make_incident
 
 from crisisdesk.auth.models import Role
 from crisisdesk.config import Settings
 from crisisdesk.kit import migrate
 from crisisdesk.kit.db import Database
 from crisisdesk.statuspage.publish import publish
+from tests.fixtures.auth import make_actor
+from tests.fixtures.incident import make_component, make_incident
 
 pytestmark = pytest.mark.slow
 
