@@ -135,7 +135,7 @@ def server_command(port: int, workers: int, use_cli: bool) -> list[str]:
         return [str(BIN / "crisisdesk"), "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
     return [str(BIN / "granian"), "--interface", "asgi", "--factory", "--workers", str(workers), "--loop", "uvloop",
             "--no-ws", "--log-level", "warning", "--host", HOST, "--port", str(port),
-            "crisisdesk.app:create_app"]  # fmt: skip
+            "crisisdesk.app:create_server_app"]  # fmt: skip
 
 
 def start(ctx: Context, name: str, port: int, command: list[str], env: dict[str, str] | None = None) -> Server:

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from crisisdesk.app import create_app
+from crisisdesk.app import create_app, serve_app
 from crisisdesk.config import Settings
 from crisisdesk.kit import migrate
 from crisisdesk.kit.db import Database
@@ -100,6 +100,6 @@ async def db(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterato
 
 @pytest.fixture
 async def client(app: object) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=serve_app(app))  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://status.test") as c:
         yield c

@@ -92,13 +92,13 @@ def test_user_and_apikey_create_print_a_working_key(cli_env: dict[str, str]) -> 
 
     query(cli_env, check)
 
-    from crisisdesk.app import create_app
+    from crisisdesk.app import create_app, serve_app
     from crisisdesk.config import Settings
 
     async def call_api() -> int:
         application = create_app(Settings())
         async with application.router.lifespan_context(application):
-            transport = httpx.ASGITransport(app=application)
+            transport = httpx.ASGITransport(app=serve_app(application))
             async with httpx.AsyncClient(transport=transport, base_url="http://status.test") as client:
                 me = await client.get("/api/v1/me", headers={"authorization": f"Bearer {secret}"})
                 assert me.json()["email"] == "ops@example.com"

@@ -20,7 +20,6 @@ from tests.fixtures.auth import PASSWORD, api_key_headers, make_user
 PUBLIC_ROUTES = {
     ("GET", "/api/openapi.json"),
     ("GET", "/api/docs"),
-    ("GET", "/docs/oauth2-redirect"),  # FastAPI's static Swagger helper page; it carries no data
     ("GET", "/status/live"),
     ("GET", "/login"),
     ("POST", "/login"),

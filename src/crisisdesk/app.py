@@ -127,7 +127,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/api/docs",
         redoc_url=None,
         openapi_url="/api/openapi.json",
+        swagger_ui_oauth2_redirect_url=None,
         lifespan=lifespan,
+        # Checked on every request otherwise; operators get Prometheus metrics instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.runtime = runtime
     app.state.site = store
@@ -170,5 +173,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routes.include_all(app)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(PublicSiteMiddleware, store=store)
     return app
+
+
+def serve_app(app: FastAPI) -> ASGIApp:
+    """The app behind the lean public path: snapshot hits never enter FastAPI at all."""
+    return PublicSiteMiddleware(app, store=app.state.site)
+
+
+def create_server_app() -> ASGIApp:
+    """The ASGI factory the server runs (``crisisdesk serve``; granian ``--factory``)."""
+    return serve_app(create_app())

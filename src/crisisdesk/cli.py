@@ -187,7 +187,7 @@ def _serve(host: str, port: int, workers: int) -> None:
     out.print(f"Console             [bold]http://{host}:{port}/console[/]")
     out.print(f"API documentation   [bold]http://{host}:{port}/api/docs[/]")
     Server(
-        "crisisdesk.app:create_app",
+        "crisisdesk.app:create_server_app",
         address=host,
         port=port,
         interface=Interfaces.ASGI,

@@ -100,7 +100,7 @@ def servers(url: str, ports: list[int], logs: Path) -> Iterator[list[subprocess.
             with (logs / f"server-{port}.log").open("wb") as out:
                 procs.append(subprocess.Popen(
                     [str(GRANIAN), "--interface", "asgi", "--factory", "--workers", "1", "--no-ws",
-                     "--log-level", "warning", "--host", "127.0.0.1", "--port", str(port), "crisisdesk.app:create_app"],
+                     "--log-level", "warning", "--host", "127.0.0.1", "--port", str(port), "crisisdesk.app:create_server_app"],
                     stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
                 ))  # fmt: skip
         yield procs
