@@ -134,25 +134,47 @@ def parse_wrk(output: str, server: str, path: str, connections: int, gzip: bool 
     if non_2xx is not None:
         errors["non_2xx_3xx"] = int(non_2xx.group(1))
     return WrkResult(
-        server=server, path=path, gzip=gzip, connections=connections, duration_s=round(_ms(total.group(2)) / 1000, 2),
-        requests=int(total.group(1)), requests_per_s=round(float(rps.group(1)), 1),
-        latency_p50_ms=_ms(percentiles["50"]), latency_p99_ms=_ms(percentiles["99"]),
-        errors=errors, total_errors=sum(errors.values()),
-    )  # fmt: skip
+        server=server,
+        path=path,
+        gzip=gzip,
+        connections=connections,
+        duration_s=round(_ms(total.group(2)) / 1000, 2),
+        requests=int(total.group(1)),
+        requests_per_s=round(float(rps.group(1)), 1),
+        latency_p50_ms=_ms(percentiles["50"]),
+        latency_p99_ms=_ms(percentiles["99"]),
+        errors=errors,
+        total_errors=sum(errors.values()),
+    )
 
 
-def wrk_command(port: int, path: str, connections: int, duration: int, *, threads: int = 2,
-                gzip: bool = False) -> list[str]:  # fmt: skip
+def wrk_command(
+    port: int, path: str, connections: int, duration: int, *, threads: int = 2, gzip: bool = False
+) -> list[str]:
     headers = ["-H", "Accept-Encoding: gzip"] if gzip else []
-    return [shutil.which("wrk") or "/usr/bin/wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
-            "--timeout", "2s", "--latency", *headers, f"http://{HOST}:{port}{path}"]  # fmt: skip
+    return [
+        shutil.which("wrk") or "/usr/bin/wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "2s",
+        "--latency",
+        *headers,
+        f"http://{HOST}:{port}{path}",
+    ]
 
 
-def run_wrk(server: str, port: int, path: str, connections: int, duration: int, *, gzip: bool = False,
-            pid: int | None = None) -> WrkResult:  # fmt: skip
+def run_wrk(
+    server: str, port: int, path: str, connections: int, duration: int, *, gzip: bool = False, pid: int | None = None
+) -> WrkResult:
     cpu_before = cpu_seconds(pid) if pid else 0.0
-    proc = subprocess.Popen(wrk_command(port, path, connections, duration, gzip=gzip), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        wrk_command(port, path, connections, duration, gzip=gzip),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     samples: list[int] = []
     deadline = time.monotonic() + duration + 60
     time.sleep(min(1.0, duration / 4))
@@ -178,15 +200,20 @@ def median_run(rounds: list[WrkResult]) -> WrkResult:
     first = rounds[0]
     errors = {key: sum(r.errors[key] for r in rounds) for key in first.errors}
     return WrkResult(
-        server=first.server, path=first.path, gzip=first.gzip, connections=first.connections,
-        duration_s=round(sum(r.duration_s for r in rounds), 2), requests=sum(r.requests for r in rounds),
+        server=first.server,
+        path=first.path,
+        gzip=first.gzip,
+        connections=first.connections,
+        duration_s=round(sum(r.duration_s for r in rounds), 2),
+        requests=sum(r.requests for r in rounds),
         requests_per_s=statistics.median(r.requests_per_s for r in rounds),
         latency_p50_ms=statistics.median(r.latency_p50_ms for r in rounds),
         latency_p99_ms=statistics.median(r.latency_p99_ms for r in rounds),
-        errors=errors, total_errors=sum(errors.values()),
+        errors=errors,
+        total_errors=sum(errors.values()),
         cpu_us_per_request=statistics.median(r.cpu_us_per_request or 0.0 for r in rounds) or None,
         unaccepted=max(r.unaccepted for r in rounds),
-    )  # fmt: skip
+    )
 
 
 def percentile(values: list[float], pct: float) -> float:

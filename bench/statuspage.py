@@ -133,17 +133,33 @@ def cli_serves() -> bool:
 def server_command(port: int, workers: int, use_cli: bool) -> list[str]:
     if use_cli:
         return [str(BIN / "crisisdesk"), "serve", "--host", HOST, "--port", str(port), "--workers", str(workers)]
-    return [str(BIN / "granian"), "--interface", "asgi", "--factory", "--workers", str(workers), "--loop", "uvloop",
-            "--no-ws", "--log-level", "warning", "--host", HOST, "--port", str(port),
-            "crisisdesk.app:create_server_app"]  # fmt: skip
+    return [
+        str(BIN / "granian"),
+        "--interface",
+        "asgi",
+        "--factory",
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--no-ws",
+        "--log-level",
+        "warning",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "crisisdesk.app:create_server_app",
+    ]
 
 
 def start(ctx: Context, name: str, port: int, command: list[str], env: dict[str, str] | None = None) -> Server:
     log = ctx.tmp / f"{name}.log"
     with log.open("wb") as out:
         # Its own session, so stopping it reaches every worker it forked and nothing else.
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
-                                start_new_session=True)  # fmt: skip
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+        )
     server = Server(name, port, proc, log)
     ctx.servers.append(server)
     return server
@@ -255,10 +271,13 @@ async def seed(url: str, notes: list[str]) -> Seeded:
             _, secret = await auth.create_api_key(session, who, name="bench", scopes=[Scope.read, Scope.write])
             leaves = [c for c in await catalog.list_components(session) if not c.is_group]
             declared = await incidents.declare(
-                session, who, name=INCIDENT_NAME, severity="SEV2",
+                session,
+                who,
+                name=INCIDENT_NAME,
+                severity="SEV2",
                 body="Some requests to the Public API fail with 503. We are investigating.",
                 components={leaves[0].id: "partial_outage"},
-            )  # fmt: skip
+            )
             incident_id, user_id = declared.incident.id, user.id
         await publish(db, settings)
     finally:
@@ -272,8 +291,13 @@ async def seed_small(db: Any) -> None:
     from crisisdesk.catalog import service as catalog
 
     async with db.session() as session:
-        await auth.create_user(session, email="responder@example.com", name="Robin Responder",
-                               role=Role.responder, password="bench-password-1")  # fmt: skip
+        await auth.create_user(
+            session,
+            email="responder@example.com",
+            name="Robin Responder",
+            role=Role.responder,
+            password="bench-password-1",
+        )
         for group_name, names in {
             "Sign-in": ["Single sign-on (SSO)", "Password sign-in"],
             "Product": ["Web app", "Public API", "Webhooks", "Email delivery", "Data export", "Reporting"],
@@ -398,18 +422,22 @@ async def api_accepts_updates(port: int) -> bool:
         response = await client.get(f"http://{HOST}:{port}/api/openapi.json")
     if response.status_code != 200:
         return False
-    return any(re.fullmatch(r"/api/v1/incidents/\{[^}]+\}/updates", path) and "post" in ops
-               for path, ops in response.json().get("paths", {}).items())  # fmt: skip
+    return any(
+        re.fullmatch(r"/api/v1/incidents/\{[^}]+\}/updates", path) and "post" in ops
+        for path, ops in response.json().get("paths", {}).items()
+    )
 
 
-async def wait_visible(probe: httpx.AsyncClient, ports: list[int], token: str, started: float,
-                       timeout: float) -> float | None:  # fmt: skip
+async def wait_visible(
+    probe: httpx.AsyncClient, ports: list[int], token: str, started: float, timeout: float
+) -> float | None:
     """Seconds from ``started`` until every port serves a page containing ``token``."""
     pending = set(ports)
     deadline = started + timeout
     while pending and time.perf_counter() < deadline:
-        responses = await asyncio.gather(*(probe.get(f"http://{HOST}:{p}{PAGE}") for p in pending),
-                                         return_exceptions=True)  # fmt: skip
+        responses = await asyncio.gather(
+            *(probe.get(f"http://{HOST}:{p}{PAGE}") for p in pending), return_exceptions=True
+        )
         for port, response in zip(list(pending), responses, strict=True):
             if isinstance(response, httpx.Response) and token in response.text:
                 pending.discard(port)
@@ -435,9 +463,16 @@ async def publish_to_visible(ctx: Context, seeded: Seeded, ports: list[int]) -> 
             "crisisdesk.incident.service and published in this process; timed from the commit"
         )
     load_seconds = int(profile.updates * (profile.visible_timeout + 1) + 10)
-    loads = [subprocess.Popen(wrk_command(port, PAGE, 50, load_seconds, threads=1), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, start_new_session=True)
-             for port in ports]  # fmt: skip
+    loads = [
+        subprocess.Popen(
+            wrk_command(port, PAGE, 50, load_seconds, threads=1),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for port in ports
+    ]
     samples: list[float | None] = []
     db = Database(ctx.url)
     settings = bench_settings(ctx.url)
@@ -501,10 +536,17 @@ async def publish_to_visible(ctx: Context, seeded: Seeded, ports: list[int]) -> 
 
 
 def machine() -> dict[str, Any]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
-    mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-               if line.startswith("MemTotal"))  # fmt: skip
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem = next(
+        int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines() if line.startswith("MemTotal")
+    )
 
     def version(command: list[str]) -> str:
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
@@ -515,11 +557,15 @@ def machine() -> dict[str, Any]:
     from importlib.metadata import version as package_version
 
     return {
-        "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem / 1024 / 1024, 1),
-        "kernel": platform.release(), "python": platform.python_version(),
-        "granian": package_version("granian"), "nginx": version(["nginx", "-v"]),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "granian": package_version("granian"),
+        "nginx": version(["nginx", "-v"]),
         "wrk": version(["wrk", "--version"]),
-    }  # fmt: skip
+    }
 
 
 def targets(runs: list[WrkResult], publishing: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -530,14 +576,20 @@ def targets(runs: list[WrkResult], publishing: dict[str, Any]) -> dict[str, dict
     unaccepted = max(r.unaccepted for r in ours)
     publish_p99 = publishing["p99_ms"] if publishing["visible"] == publishing["updates"] else None
     return {
-        "requests_per_s_ratio_at_100": {"target": f">= {TARGET_RATIO}", "value": min(ratios),
-                                        "met": min(ratios) >= TARGET_RATIO},
+        "requests_per_s_ratio_at_100": {
+            "target": f">= {TARGET_RATIO}",
+            "value": min(ratios),
+            "met": min(ratios) >= TARGET_RATIO,
+        },
         "p99_ms_at_1000": {"target": f"< {TARGET_P99_MS:g}", "value": p99, "met": p99 < TARGET_P99_MS},
         "errors": {"target": "0", "value": errors, "met": errors == 0},
         "unaccepted_connections": {"target": "0", "value": unaccepted, "met": unaccepted == 0},
-        "publish_to_visible_p99_ms": {"target": f"< {TARGET_PUBLISH_P99_MS:g}", "value": publish_p99,
-                                      "met": publish_p99 is not None and publish_p99 < TARGET_PUBLISH_P99_MS},
-    }  # fmt: skip
+        "publish_to_visible_p99_ms": {
+            "target": f"< {TARGET_PUBLISH_P99_MS:g}",
+            "value": publish_p99,
+            "met": publish_p99 is not None and publish_p99 < TARGET_PUBLISH_P99_MS,
+        },
+    }
 
 
 def print_table(result: dict[str, Any]) -> None:
@@ -545,8 +597,10 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console(width=120)
-    table = Table(title=f"Public status page, {result['database']}, wrk -t2 -d{result['duration_s']}s "
-                  f"× {result['rounds']} (median), loopback")  # fmt: skip
+    table = Table(
+        title=f"Public status page, {result['database']}, wrk -t2 -d{result['duration_s']}s "
+        f"× {result['rounds']} (median), loopback"
+    )
     columns = (
         "server",
         "path",
@@ -565,19 +619,32 @@ def print_table(result: dict[str, Any]) -> None:
         table.add_column(column, justify="left" if left else "right", no_wrap=left)
     for run in result["runs"]:
         ratio = run["ratio_to_nginx"]
-        table.add_row(run["server"], run["path"], "gzip" if run["gzip"] else "", str(run["connections"]),
-                      f"{run['requests_per_s']:,.0f}", f"{run['latency_p50_ms']:.2f}", f"{run['latency_p99_ms']:.2f}",
-                      str(run["total_errors"]), str(run["unaccepted"]), "" if ratio is None else f"{ratio:.2f}",
-                      "" if run["cpu_us_per_request"] is None else f"{run['cpu_us_per_request']:.1f}")  # fmt: skip
+        table.add_row(
+            run["server"],
+            run["path"],
+            "gzip" if run["gzip"] else "",
+            str(run["connections"]),
+            f"{run['requests_per_s']:,.0f}",
+            f"{run['latency_p50_ms']:.2f}",
+            f"{run['latency_p99_ms']:.2f}",
+            str(run["total_errors"]),
+            str(run["unaccepted"]),
+            "" if ratio is None else f"{ratio:.2f}",
+            "" if run["cpu_us_per_request"] is None else f"{run['cpu_us_per_request']:.1f}",
+        )
     console.print(table)
     pub = result["publish_to_visible"]
-    console.print(f"publish-to-visible ({pub['method']}, {pub['processes']} processes under load, "
-                  f"{pub['visible']}/{pub['updates']} visible): p50 {pub['p50_ms']} ms, p99 {pub['p99_ms']} ms, "
-                  f"max {pub['max_ms']} ms")  # fmt: skip
+    console.print(
+        f"publish-to-visible ({pub['method']}, {pub['processes']} processes under load, "
+        f"{pub['visible']}/{pub['updates']} visible): p50 {pub['p50_ms']} ms, p99 {pub['p99_ms']} ms, "
+        f"max {pub['max_ms']} ms"
+    )
     console.print(f"CPU idle just before the run: {result['cpu_idle_before_pct']}% (other work skews the figures)")
     mem = result["memory"]
-    console.print(f"resident memory of the server ({mem['processes']} processes): after seed "
-                  f"{mem['after_seed_mib']} MiB, after load {mem['after_load_mib']} MiB")  # fmt: skip
+    console.print(
+        f"resident memory of the server ({mem['processes']} processes): after seed "
+        f"{mem['after_seed_mib']} MiB, after load {mem['after_load_mib']} MiB"
+    )
     for name, target in result["targets"].items():
         mark = "[green]met[/green]" if target["met"] else "[red]MISSED[/red]"
         console.print(f"  {name}: {target['value']} (target {target['target']}) {mark}")
@@ -628,8 +695,9 @@ async def run(ctx: Context, use_cli: bool) -> dict[str, Any]:
     identical = await same_bytes({"crisisdesk": base, "nginx": base + 1}, paths)
     phase("export_and_start_nginx")
 
-    runs = measure(profile, {"crisisdesk": base, "nginx": base + 1},
-                   {"crisisdesk": ours.proc.pid, "nginx": nginx.proc.pid}, paths)  # fmt: skip
+    runs = measure(
+        profile, {"crisisdesk": base, "nginx": base + 1}, {"crisisdesk": ours.proc.pid, "nginx": nginx.proc.pid}, paths
+    )
     reference = {(r.path, r.gzip, r.connections): r.requests_per_s for r in runs if r.server == "nginx"}
     for r in runs:
         if r.server == "crisisdesk" and reference.get((r.path, r.gzip, r.connections)):
@@ -639,8 +707,9 @@ async def run(ctx: Context, use_cli: bool) -> dict[str, Any]:
     stop(ctx, nginx)
     phase("load")
 
-    single = [start(ctx, f"crisisdesk-{i}", base + 2 + i, server_command(base + 2 + i, 1, use_cli), env)
-              for i in range(2)]  # fmt: skip
+    single = [
+        start(ctx, f"crisisdesk-{i}", base + 2 + i, server_command(base + 2 + i, 1, use_cli), env) for i in range(2)
+    ]
     for server in single:
         wait_ready(server)
     phase("start_single_worker_servers")

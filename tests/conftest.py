@@ -24,8 +24,13 @@ from crisisdesk.kit.db import Database
 from crisisdesk.models import metadata
 
 POSTGRES_URL = os.environ.get("CRISISDESK_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not POSTGRES_URL, reason="set CRISISDESK_TEST_POSTGRES_URL to run on PostgreSQL"))]  # fmt: skip
+BACKENDS = [
+    "sqlite",
+    pytest.param(
+        "postgresql",
+        marks=pytest.mark.skipif(not POSTGRES_URL, reason="set CRISISDESK_TEST_POSTGRES_URL to run on PostgreSQL"),
+    ),
+]
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +79,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def settings(database_url: str) -> Settings:
-    return Settings(demo=True, database_url=database_url, run_workers=False, poll_interval=0.05,
-                    base_url="http://status.test", page_name="Acme Cloud")  # fmt: skip
+    return Settings(
+        demo=True,
+        database_url=database_url,
+        run_workers=False,
+        poll_interval=0.05,
+        base_url="http://status.test",
+        page_name="Acme Cloud",
+    )
 
 
 @pytest.fixture

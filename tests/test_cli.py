@@ -33,8 +33,11 @@ def cli_env(tmp_path: Path, sqlite_template: Path, monkeypatch: pytest.MonkeyPat
     """Environment for the CLI: demo mode and a migrated SQLite file of its own."""
     path = tmp_path / "cli.db"
     shutil.copy(sqlite_template, path)
-    env = {"CRISISDESK_DEMO": "true", "CRISISDESK_DATABASE_URL": f"sqlite+aiosqlite:///{path}",
-           "CRISISDESK_BASE_URL": "http://status.test"}  # fmt: skip
+    env = {
+        "CRISISDESK_DEMO": "true",
+        "CRISISDESK_DATABASE_URL": f"sqlite+aiosqlite:///{path}",
+        "CRISISDESK_BASE_URL": "http://status.test",
+    }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     monkeypatch.chdir(tmp_path)
@@ -81,8 +84,9 @@ def test_user_and_apikey_create_print_a_working_key(cli_env: dict[str, str]) -> 
     output = invoke("user", "create", "Boss@Example.com", "--name", "Boss", "--role", "admin")
     assert "boss@example.com" in output and "Password:" in output  # generated when not at a terminal
     invoke("user", "create", "ops@example.com", "--name", "Ops", "--password", "long enough password")
-    output = invoke("apikey", "create", "--user", "ops@example.com", "--name", "bot", "--scope", "read",
-                    "--scope", "write")  # fmt: skip
+    output = invoke(
+        "apikey", "create", "--user", "ops@example.com", "--name", "bot", "--scope", "read", "--scope", "write"
+    )
     secret = next(line.strip() for line in output.splitlines() if line.strip().startswith("cdk_"))
 
     async def check(session):  # type: ignore[no-untyped-def]
@@ -122,8 +126,19 @@ def test_declare_update_resolve_and_component_set(cli_env: dict[str, str]) -> No
     listed = invoke("component", "list")
     assert "Web app" in listed and "operational" in listed
 
-    output = invoke("declare", "--title", "Sign-in failures", "--severity", "SEV1", "--message", "Investigating.",
-                    "--component", "sign-in (sso)=major_outage", "-c", "Web app=degraded_performance")  # fmt: skip
+    output = invoke(
+        "declare",
+        "--title",
+        "Sign-in failures",
+        "--severity",
+        "SEV1",
+        "--message",
+        "Investigating.",
+        "--component",
+        "sign-in (sso)=major_outage",
+        "-c",
+        "Web app=degraded_performance",
+    )
     assert "INC-1" in output and "SEV1" in output
 
     async def state(session):  # type: ignore[no-untyped-def]
@@ -168,8 +183,9 @@ def test_cli_errors_are_clear(cli_env: dict[str, str]) -> None:
     assert query(cli_env, lambda s: incidents.list_incidents(s)) == []
 
 
-@pytest.mark.skipif(importlib.util.find_spec("crisisdesk.statuspage.export") is None,
-                    reason="the static export module is not installed")  # fmt: skip
+@pytest.mark.skipif(
+    importlib.util.find_spec("crisisdesk.statuspage.export") is None, reason="the static export module is not installed"
+)
 def test_export_static_writes_the_site(cli_env: dict[str, str], tmp_path: Path) -> None:
     invoke("user", "create", "admin@example.com", "--role", "admin", "--password", "long enough password")
     invoke("component", "create", "Web app")
@@ -208,8 +224,9 @@ def test_serve_runs_granian_and_serves_the_page(cli_env: dict[str, str]) -> None
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     executable = Path(sys.executable).with_name("crisisdesk")
     command = [str(executable)] if executable.exists() else [sys.executable, "-m", "crisisdesk.cli"]
-    return subprocess.Popen([*command, *args], env={**os.environ, **env}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [*command, *args], env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _stop(process: subprocess.Popen[str]) -> tuple[int, str]:

@@ -30,11 +30,19 @@ async def test_seed_builds_the_demo_workspace_once(db: Database, settings: Setti
         assert all(c.status == "operational" for c in leaves)
         assert {c.region_id for c in leaves if c.region_id} and len({c.region_id for c in leaves if c.region_id}) == 2
         # 90 days of history: status changes spread across the window
-        oldest = await s.scalar(select(func.min(ComponentStatusChange.at)).where(ComponentStatusChange.new_status != "operational"))
+        oldest = await s.scalar(
+            select(func.min(ComponentStatusChange.at)).where(ComponentStatusChange.new_status != "operational")
+        )
         assert oldest < utcnow() - timedelta(days=75)
-        resolved = await s.scalar(select(Incident).where(Incident.kind == "incident", Incident.resolved_at.is_not(None)).limit(1))
+        resolved = await s.scalar(
+            select(Incident).where(Incident.kind == "incident", Incident.resolved_at.is_not(None)).limit(1)
+        )
         assert resolved is not None
-        updates = await s.scalar(select(func.count()).select_from(IncidentUpdate).where(IncidentUpdate.incident_id == resolved.id))
+        updates = await s.scalar(
+            select(func.count()).select_from(IncidentUpdate).where(IncidentUpdate.incident_id == resolved.id)
+        )
         assert updates >= 3
-        scheduled = await s.scalar(select(Incident).where(Incident.kind == "maintenance", Incident.status == "scheduled"))
+        scheduled = await s.scalar(
+            select(Incident).where(Incident.kind == "maintenance", Incident.status == "scheduled")
+        )
         assert scheduled is not None and scheduled.scheduled_for > utcnow()

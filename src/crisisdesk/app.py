@@ -60,10 +60,24 @@ class BodyLimitMiddleware:
             await self._refuse(send, exc.size)
 
     async def _refuse(self, send: Send, size: int) -> None:
-        body = orjson.dumps({"detail": [{"loc": ["body"], "type": "too_large",
-                                         "msg": f"the request body is {size} bytes; at most {self.max_bytes} are accepted"}]})  # fmt: skip
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})  # fmt: skip
+        body = orjson.dumps(
+            {
+                "detail": [
+                    {
+                        "loc": ["body"],
+                        "type": "too_large",
+                        "msg": f"the request body is {size} bytes; at most {self.max_bytes} are accepted",
+                    }
+                ]
+            }
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -138,8 +152,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError) -> Response:
         if _wants_html(request):
-            return templates.TemplateResponse(request, "error.html", {"status": exc.status_code, "message": exc.message},
-                                              status_code=exc.status_code)  # fmt: skip
+            return templates.TemplateResponse(
+                request, "error.html", {"status": exc.status_code, "message": exc.message}, status_code=exc.status_code
+            )
         return JSONResponse(exc.as_dict(), status_code=exc.status_code)
 
     @app.exception_handler(LoginRequired)
@@ -159,13 +174,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "the database is back."
         )
         if _wants_html(request):
-            return templates.TemplateResponse(request, "error.html", {"status": 503, "message": message},
-                                              status_code=503)  # fmt: skip
+            return templates.TemplateResponse(
+                request, "error.html", {"status": 503, "message": message}, status_code=503
+            )
         return JSONResponse({"detail": [{"msg": message, "type": "DatabaseUnavailable"}]}, status_code=503)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
         return JSONResponse({"detail": errors}, status_code=422)
 
     from crisisdesk import routes

@@ -100,8 +100,10 @@ def _run(work: Callable[[], Awaitable[T]]) -> T:
         _fail(f"{exc.message}{where}")
     except (OperationalError, DBAPIError, OSError) as exc:
         reason = str(getattr(exc, "orig", exc)).splitlines()[0]
-        _fail(f"the database cannot be used: {reason}. Is CRISISDESK_DATABASE_URL right, and did 'crisisdesk db "
-              "upgrade' run?")  # fmt: skip
+        _fail(
+            f"the database cannot be used: {reason}. Is CRISISDESK_DATABASE_URL right, and did 'crisisdesk db "
+            "upgrade' run?"
+        )
 
 
 async def _call(work: Callable[[], Awaitable[T]]) -> T:
@@ -121,8 +123,10 @@ async def _database(settings: Settings) -> AsyncIterator[Database]:
         try:
             await publishing.publish(db, settings)
         except Exception as exc:  # the change is saved; a running worker renders the page again
-            err.print(f"[yellow]warning:[/] saved, but rendering the public page failed ({exc}); "
-                      "a running server or worker will render it")  # fmt: skip
+            err.print(
+                f"[yellow]warning:[/] saved, but rendering the public page failed ({exc}); "
+                "a running server or worker will render it"
+            )
 
     db.after_commit.append(publish_after_commit)
     try:
@@ -300,8 +304,9 @@ def declare(
         async with _database(settings) as database, database.session() as session:
             actor = await _actor(session, as_user)
             changes = await _component_changes(session, component)
-            declared = await incidents.declare(session, actor, name=title, severity=severity, body=message,
-                                               status=status, components=changes)  # fmt: skip
+            declared = await incidents.declare(
+                session, actor, name=title, severity=severity, body=message, status=status, components=changes
+            )
             return _incident_line(declared.incident)
 
     out.print(f"Declared {_run(work)}")
@@ -360,8 +365,10 @@ def component_list() -> None:
         async with _database(settings) as database, database.session() as session:
             components = await catalog.list_components(session)
         names = {c.id: c.name for c in components}
-        return [(c.id, c.name, "group" if c.is_group else str(c.status), names.get(c.group_id or "", ""))
-                for c in components]  # fmt: skip
+        return [
+            (c.id, c.name, "group" if c.is_group else str(c.status), names.get(c.group_id or "", ""))
+            for c in components
+        ]
 
     table = Table("id", "name", "status", "group")
     for row in _run(work):
@@ -382,8 +389,9 @@ def component_create(
     async def work() -> str:
         async with _database(settings) as database, database.session() as session:
             group_id = await _component_id(session, group) if group else None
-            created = await catalog.create_component(session, name=name, description=description,
-                                                     group_id=group_id, is_group=is_group)  # fmt: skip
+            created = await catalog.create_component(
+                session, name=name, description=description, group_id=group_id, is_group=is_group
+            )
             return f"Created {'group' if created.is_group else 'component'} {created.name} (id {created.id})"
 
     out.print(_run(work))
@@ -465,8 +473,9 @@ def apikey_create(
 
 
 def _migrate(settings: Settings) -> None:
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
-                  transient=True) as progress:  # fmt: skip
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
+    ) as progress:
         progress.add_task("Migrating the database…", total=None)
         try:
             migrate.upgrade(settings.database_url)
@@ -497,8 +506,9 @@ def export_static(
 
     async def work() -> object:
         async with _database(settings) as database:
-            with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err,
-                          transient=True) as progress:  # fmt: skip
+            with Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=err, transient=True
+            ) as progress:
                 progress.add_task(f"Exporting the public site to {directory}…", total=None)
                 result = await export.export_static(database, settings, directory)
             if watch:

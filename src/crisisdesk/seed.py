@@ -36,7 +36,7 @@ from crisisdesk.kit.time import utcnow
 from crisisdesk.maintenance import service as maintenance
 
 ADMIN_EMAIL = "admin@example.com"
-DEMO_PASSWORD = "crisisdesk-demo"  # demo mode only; config refuses demo defaults elsewhere
+DEMO_PASSWORD = "crisisdesk-demo"  # noqa: S105  # demo mode only; config refuses demo defaults elsewhere
 
 PEOPLE = [
     ("Ada Okafor", ADMIN_EMAIL, Role.admin),
@@ -49,27 +49,39 @@ PEOPLE = [
 ]
 
 CATALOG: list[tuple[str | None, list[tuple[str, str, str | None]]]] = [
-    ("Core platform", [
-        ("Sign-in (SSO)", "Single sign-on with Microsoft Entra ID, Okta and Google Workspace.", None),
-        ("Web app", "The browser application at app.acme.example.", None),
-        ("Public API", "REST and GraphQL APIs for integrations.", None),
-        ("Webhooks", "Outgoing event notifications to customer endpoints.", None),
-    ]),
-    ("Messaging & data", [
-        ("Email delivery", "Notification and digest emails.", None),
-        ("Data export", "Scheduled and on-demand CSV / Parquet exports.", None),
-        ("Reporting", "Dashboards and scheduled reports.", None),
-        ("Search", "Full-text search across workspaces.", None),
-    ]),
-    ("Hosting regions", [
-        ("EU (Frankfurt)", "Workspaces hosted in eu-central-1.", "eu-central"),
-        ("US East (Virginia)", "Workspaces hosted in us-east-1.", "us-east"),
-    ]),
-    (None, [
-        ("Mobile apps", "iOS and Android apps.", None),
-        ("Billing & invoicing", "Subscriptions, invoices and payment methods.", None),
-    ]),
-]  # fmt: skip
+    (
+        "Core platform",
+        [
+            ("Sign-in (SSO)", "Single sign-on with Microsoft Entra ID, Okta and Google Workspace.", None),
+            ("Web app", "The browser application at app.acme.example.", None),
+            ("Public API", "REST and GraphQL APIs for integrations.", None),
+            ("Webhooks", "Outgoing event notifications to customer endpoints.", None),
+        ],
+    ),
+    (
+        "Messaging & data",
+        [
+            ("Email delivery", "Notification and digest emails.", None),
+            ("Data export", "Scheduled and on-demand CSV / Parquet exports.", None),
+            ("Reporting", "Dashboards and scheduled reports.", None),
+            ("Search", "Full-text search across workspaces.", None),
+        ],
+    ),
+    (
+        "Hosting regions",
+        [
+            ("EU (Frankfurt)", "Workspaces hosted in eu-central-1.", "eu-central"),
+            ("US East (Virginia)", "Workspaces hosted in us-east-1.", "us-east"),
+        ],
+    ),
+    (
+        None,
+        [
+            ("Mobile apps", "iOS and Android apps.", None),
+            ("Billing & invoicing", "Subscriptions, invoices and payment methods.", None),
+        ],
+    ),
+]
 
 
 @dataclass
@@ -84,18 +96,36 @@ class PastIncident:
 
 HISTORY = [
     PastIncident(
-        21.3, "Sign-in failures for Microsoft Entra ID (Azure AD) SSO users", "SEV1",
+        21.3,
+        "Sign-in failures for Microsoft Entra ID (Azure AD) SSO users",
+        "SEV1",
         {"Sign-in (SSO)": "major_outage", "Web app": "partial_outage", "Mobile apps": "partial_outage"},
         [
-            (6, "investigating", "Customers who sign in with **Microsoft Entra ID** (Azure AD) cannot sign in. "
-                "Password and Google sign-in work. We are investigating."),
-            (34, "identified", "Microsoft has confirmed an outage of Entra ID token issuance in Europe and North "
-                 "America. Sessions that are already signed in keep working.\n\n**Workaround:** admins can enable "
-                 "password sign-in for their workspace under *Settings → Security*."),
-            (95, "monitoring", "Microsoft has rolled back the faulty change and sign-ins are succeeding again. "
-                 "We are monitoring error rates."),
-            (140, "resolved", "Sign-in with Microsoft Entra ID has been working normally for 45 minutes. "
-                  "We will publish a review of our response within 5 business days."),
+            (
+                6,
+                "investigating",
+                "Customers who sign in with **Microsoft Entra ID** (Azure AD) cannot sign in. "
+                "Password and Google sign-in work. We are investigating.",
+            ),
+            (
+                34,
+                "identified",
+                "Microsoft has confirmed an outage of Entra ID token issuance in Europe and North "
+                "America. Sessions that are already signed in keep working.\n\n**Workaround:** admins can enable "
+                "password sign-in for their workspace under *Settings → Security*.",
+            ),
+            (
+                95,
+                "monitoring",
+                "Microsoft has rolled back the faulty change and sign-ins are succeeding again. "
+                "We are monitoring error rates.",
+            ),
+            (
+                140,
+                "resolved",
+                "Sign-in with Microsoft Entra ID has been working normally for 45 minutes. "
+                "We will publish a review of our response within 5 business days.",
+            ),
         ],
         "## Summary\n\nFor 2 hours 14 minutes customers using Microsoft Entra ID single sign-on could not sign "
         "in, because of an outage at the identity provider.\n\n## What we are changing\n\n- Detect identity "
@@ -103,8 +133,14 @@ HISTORY = [
         "emergency sign-in path that workspace admins can enable in one click.",
     ),
     PastIncident(
-        47.6, "Elevated API error rates in US East", "SEV2",
-        {"Public API": "partial_outage", "US East (Virginia)": "degraded_performance", "Webhooks": "degraded_performance"},
+        47.6,
+        "Elevated API error rates in US East",
+        "SEV2",
+        {
+            "Public API": "partial_outage",
+            "US East (Virginia)": "degraded_performance",
+            "Webhooks": "degraded_performance",
+        },
         [
             (4, "investigating", "About 8% of Public API requests served from US East fail with 503 errors."),
             (22, "identified", "A database connection pool was exhausted after a deploy. We are rolling it back."),
@@ -113,7 +149,9 @@ HISTORY = [
         ],
     ),
     PastIncident(
-        63.2, "Delayed data exports", "SEV3",
+        63.2,
+        "Delayed data exports",
+        "SEV3",
         {"Data export": "degraded_performance"},
         [
             (10, "investigating", "Scheduled exports are running up to 2 hours late."),
@@ -122,7 +160,9 @@ HISTORY = [
         ],
     ),
     PastIncident(
-        80.4, "Email notifications delayed", "SEV3",
+        80.4,
+        "Email notifications delayed",
+        "SEV3",
         {"Email delivery": "degraded_performance"},
         [
             (7, "investigating", "Notification emails are arriving 20–30 minutes late."),
@@ -130,50 +170,101 @@ HISTORY = [
             (85, "resolved", "Email delivery is back to normal."),
         ],
     ),
-]  # fmt: skip
+]
 
 
 async def _history_incident(
     session: AsyncSession, past: PastIncident, components: dict[str, Component], users: list[User], now: datetime
 ) -> None:
     start = now - timedelta(days=past.days_ago)
-    policy_row = await policy.get_policy(session, incidents.policies.parse_severity(past.severity))
+    policy_row = await policy.get_policy(session, policy.parse_severity(past.severity))
     end = start + timedelta(minutes=past.updates[-1][0])
     incident = Incident(
-        number=await incidents.next_number(session), kind=Kind.incident, name=past.name, status="resolved",
-        impact=Impact(policy_row.impact), severity=past.severity, created_at=start + timedelta(minutes=past.updates[0][0]),
-        updated_at=end, started_at=start, resolved_at=end, last_public_update_at=end, created_by_id=users[1].id,
-    )  # fmt: skip
+        number=await incidents.next_number(session),
+        kind=Kind.incident,
+        name=past.name,
+        status="resolved",
+        impact=Impact(policy_row.impact),
+        severity=past.severity,
+        created_at=start + timedelta(minutes=past.updates[0][0]),
+        updated_at=end,
+        started_at=start,
+        resolved_at=end,
+        last_public_update_at=end,
+        created_by_id=users[1].id,
+    )
     session.add(incident)
     await session.flush()
-    session.add(TimelineEvent(incident_id=incident.id, at=incident.created_at, kind="declared", actor_id=users[1].id,
-                              summary=f"{users[1].name} declared {past.severity} “{past.name}”", data={}))  # fmt: skip
+    session.add(
+        TimelineEvent(
+            incident_id=incident.id,
+            at=incident.created_at,
+            kind="declared",
+            actor_id=users[1].id,
+            summary=f"{users[1].name} declared {past.severity} “{past.name}”",
+            data={},
+        )
+    )
     for offset, role in enumerate(policy_row.required_roles):
         holder = users[1 + offset % (len(users) - 2)]
-        session.add(RoleAssignment(incident_id=incident.id, role=role, user_id=holder.id, assigned_by_id=users[1].id,
-                                   assigned_at=incident.created_at, ended_at=None))  # fmt: skip
-    for name, status in past.components.items():
-        session.add(IncidentComponent(incident_id=incident.id, component_id=components[name].id, status="operational",
-                                      added_at=incident.created_at))  # fmt: skip
+        session.add(
+            RoleAssignment(
+                incident_id=incident.id,
+                role=role,
+                user_id=holder.id,
+                assigned_by_id=users[1].id,
+                assigned_at=incident.created_at,
+                ended_at=None,
+            )
+        )
+    for name in past.components:
+        session.add(
+            IncidentComponent(
+                incident_id=incident.id,
+                component_id=components[name].id,
+                status="operational",
+                added_at=incident.created_at,
+            )
+        )
     for minutes, status, body in past.updates:
         at = start + timedelta(minutes=minutes)
         update = IncidentUpdate(
-            incident_id=incident.id, status=status, body=body, body_html=markdown_to_html(body), created_at=at,
-            updated_at=at, display_at=at, author_id=users[3].id,
+            incident_id=incident.id,
+            status=status,
+            body=body,
+            body_html=markdown_to_html(body),
+            created_at=at,
+            updated_at=at,
+            display_at=at,
+            author_id=users[3].id,
             next_update_at=None if status == "resolved" else at + timedelta(minutes=policy_row.cadence_minutes),
-        )  # fmt: skip
+        )
         session.add(update)
         await session.flush()
         first, last = minutes == past.updates[0][0], status == "resolved"
         for name, bad in past.components.items():
             if first or last:
                 old, new = ("operational", bad) if first else (bad, "operational")
-                session.add(UpdateComponentChange(update_id=update.id, component_id=components[name].id,
-                                                  old_status=old, new_status=new))  # fmt: skip
-                session.add(ComponentStatusChange(component_id=components[name].id, old_status=old, new_status=new,
-                                                  at=at, cause_id=incident.id))  # fmt: skip
-        session.add(TimelineEvent(incident_id=incident.id, at=at, kind="update_posted", actor_id=users[3].id,
-                                  summary=f"Public update ({status}): {body[:200]}", data={"status": status}))  # fmt: skip
+                session.add(
+                    UpdateComponentChange(
+                        update_id=update.id, component_id=components[name].id, old_status=old, new_status=new
+                    )
+                )
+                session.add(
+                    ComponentStatusChange(
+                        component_id=components[name].id, old_status=old, new_status=new, at=at, cause_id=incident.id
+                    )
+                )
+        session.add(
+            TimelineEvent(
+                incident_id=incident.id,
+                at=at,
+                kind="update_posted",
+                actor_id=users[3].id,
+                summary=f"Public update ({status}): {body[:200]}",
+                data={"status": status},
+            )
+        )
     if past.postmortem:
         incident.postmortem_body = past.postmortem
         incident.postmortem_html = markdown_to_html(past.postmortem)
@@ -192,8 +283,12 @@ async def _blips(session: AsyncSession, components: dict[str, Component], now: d
                 continue  # keep blips clear of the recorded incidents and maintenance
             status = rng.choice(["degraded_performance", "degraded_performance", "partial_outage"])
             end = start + timedelta(minutes=rng.randint(8, 75))
-            session.add(ComponentStatusChange(component_id=component.id, old_status="operational", new_status=status, at=start))
-            session.add(ComponentStatusChange(component_id=component.id, old_status=status, new_status="operational", at=end))
+            session.add(
+                ComponentStatusChange(component_id=component.id, old_status="operational", new_status=status, at=start)
+            )
+            session.add(
+                ComponentStatusChange(component_id=component.id, old_status=status, new_status="operational", at=end)
+            )
 
 
 async def seed_demo(db: Database, settings: Settings) -> dict[str, object]:
@@ -206,10 +301,14 @@ async def seed_demo(db: Database, settings: Settings) -> dict[str, object]:
     created = now - timedelta(days=120)
     async with db.session() as session:
         await policy.ensure_defaults(session)
-        users = [await auth.create_user(session, email=email, name=name, role=role, password=DEMO_PASSWORD)
-                 for name, email, role in PEOPLE]  # fmt: skip
-        regions = {code: await catalog.create_region(session, code=code, name=name)
-                   for code, name in (("eu-central", "EU (Frankfurt)"), ("us-east", "US East (Virginia)"))}  # fmt: skip
+        users = [
+            await auth.create_user(session, email=email, name=name, role=role, password=DEMO_PASSWORD)
+            for name, email, role in PEOPLE
+        ]
+        regions = {
+            code: await catalog.create_region(session, code=code, name=name)
+            for code, name in (("eu-central", "EU (Frankfurt)"), ("us-east", "US East (Virginia)"))
+        }
         components: dict[str, Component] = {}
         for group_name, members in CATALOG:
             group = None
@@ -217,43 +316,86 @@ async def seed_demo(db: Database, settings: Settings) -> dict[str, object]:
                 group = await catalog.create_component(session, name=group_name, is_group=True, created_at=created)
             for name, description, region in members:
                 components[name] = await catalog.create_component(
-                    session, name=name, description=description, group_id=group.id if group else None,
-                    region_id=regions[region].id if region else None, created_at=created,
-                )  # fmt: skip
+                    session,
+                    name=name,
+                    description=description,
+                    group_id=group.id if group else None,
+                    region_id=regions[region].id if region else None,
+                    created_at=created,
+                )
         await _blips(session, components, now)
         for past in HISTORY:
             await _history_incident(session, past, components, users, now)
         admin = auth.actor_for(users[0])
         start = (now + timedelta(days=3)).replace(hour=22, minute=0, second=0, microsecond=0)
         await maintenance.schedule(
-            session, admin, name="Database upgrade for EU workspaces",
+            session,
+            admin,
+            name="Database upgrade for EU workspaces",
             body="We will upgrade the primary database cluster for EU workspaces. The web app and API may be "
-                 "read-only for up to 10 minutes during the window.",
-            scheduled_for=start, scheduled_until=start + timedelta(hours=2),
+            "read-only for up to 10 minutes during the window.",
+            scheduled_for=start,
+            scheduled_until=start + timedelta(hours=2),
             components=[components["EU (Frankfurt)"].id, components["Web app"].id],
-        )  # fmt: skip
+        )
         past_start = (now - timedelta(days=30)).replace(hour=21, minute=0, second=0, microsecond=0)
         past_maintenance = Incident(
-            number=await incidents.next_number(session), kind=Kind.maintenance, name="Search index migration",
-            status="completed", impact=Impact.maintenance, created_at=past_start - timedelta(days=5),
-            updated_at=past_start + timedelta(hours=1), started_at=past_start, resolved_at=past_start + timedelta(hours=1),
-            scheduled_for=past_start, scheduled_until=past_start + timedelta(hours=1),
-            last_public_update_at=past_start + timedelta(hours=1), created_by_id=users[0].id,
-        )  # fmt: skip
+            number=await incidents.next_number(session),
+            kind=Kind.maintenance,
+            name="Search index migration",
+            status="completed",
+            impact=Impact.maintenance,
+            created_at=past_start - timedelta(days=5),
+            updated_at=past_start + timedelta(hours=1),
+            started_at=past_start,
+            resolved_at=past_start + timedelta(hours=1),
+            scheduled_for=past_start,
+            scheduled_until=past_start + timedelta(hours=1),
+            last_public_update_at=past_start + timedelta(hours=1),
+            created_by_id=users[0].id,
+        )
         session.add(past_maintenance)
         await session.flush()
-        session.add(IncidentComponent(incident_id=past_maintenance.id, component_id=components["Search"].id,
-                                      status=ComponentStatus.under_maintenance))  # fmt: skip
+        session.add(
+            IncidentComponent(
+                incident_id=past_maintenance.id,
+                component_id=components["Search"].id,
+                status=ComponentStatus.under_maintenance,
+            )
+        )
         for at, status, body in (
             (past_maintenance.created_at, "scheduled", "We will migrate the search index to a new cluster."),
             (past_start, "in_progress", "Scheduled maintenance is now in progress."),
             (past_start + timedelta(hours=1), "completed", "The scheduled maintenance has been completed."),
         ):
-            session.add(IncidentUpdate(incident_id=past_maintenance.id, status=status, body=body,
-                                       body_html=markdown_to_html(body), created_at=at, updated_at=at, display_at=at))  # fmt: skip
-        for at, old, new in ((past_start, "operational", "under_maintenance"),
-                             (past_start + timedelta(hours=1), "under_maintenance", "operational")):  # fmt: skip
-            session.add(ComponentStatusChange(component_id=components["Search"].id, old_status=old, new_status=new,
-                                              at=at, cause_id=past_maintenance.id))  # fmt: skip
-    return {"seeded": True, "admin_email": ADMIN_EMAIL, "admin_password": DEMO_PASSWORD,
-            "components": len(components), "users": len(users)}  # fmt: skip
+            session.add(
+                IncidentUpdate(
+                    incident_id=past_maintenance.id,
+                    status=status,
+                    body=body,
+                    body_html=markdown_to_html(body),
+                    created_at=at,
+                    updated_at=at,
+                    display_at=at,
+                )
+            )
+        for at, old, new in (
+            (past_start, "operational", "under_maintenance"),
+            (past_start + timedelta(hours=1), "under_maintenance", "operational"),
+        ):
+            session.add(
+                ComponentStatusChange(
+                    component_id=components["Search"].id,
+                    old_status=old,
+                    new_status=new,
+                    at=at,
+                    cause_id=past_maintenance.id,
+                )
+            )
+    return {
+        "seeded": True,
+        "admin_email": ADMIN_EMAIL,
+        "admin_password": DEMO_PASSWORD,
+        "components": len(components),
+        "users": len(users),
+    }

@@ -33,8 +33,12 @@ async def test_login_sets_a_secure_session_cookie_and_logout_ends_it(client: htt
     page = await client.get("/login?next=/console/incidents")
     assert page.status_code == 200 and 'name="csrf_token"' in page.text
     assert "crisisdesk_csrf" in page.headers["set-cookie"]
-    form = {"email": "OPS@example.com", "password": PASSWORD, "csrf_token": _login_token(page.text),
-            "next": "/console/incidents"}  # fmt: skip
+    form = {
+        "email": "OPS@example.com",
+        "password": PASSWORD,
+        "csrf_token": _login_token(page.text),
+        "next": "/console/incidents",
+    }
     response = await client.post("/login", data=form)
     assert response.status_code == 303 and response.headers["location"] == "/console/incidents"
     cookie = next(v for k, v in response.headers.multi_items() if k == "set-cookie" and "crisisdesk_session=" in v)
@@ -60,8 +64,9 @@ async def test_secure_cookies_when_configured(client: httpx.AsyncClient, db: Dat
         user = await make_user(s)
     page = await client.get("/login")
     app.state.runtime.settings.secure_cookies = True
-    response = await client.post("/login", data={"email": user.email, "password": PASSWORD,
-                                                 "csrf_token": _login_token(page.text)})  # fmt: skip
+    response = await client.post(
+        "/login", data={"email": user.email, "password": PASSWORD, "csrf_token": _login_token(page.text)}
+    )
     cookie = next(v for k, v in response.headers.multi_items() if k == "set-cookie" and "crisisdesk_session=" in v)
     assert "Secure" in cookie
 
@@ -81,8 +86,9 @@ async def test_wrong_password_gives_400_and_no_session(client: httpx.AsyncClient
     async with db.session() as s:
         user = await make_user(s)
     page = await client.get("/login")
-    response = await client.post("/login", data={"email": user.email, "password": "not it",
-                                                 "csrf_token": _login_token(page.text)})  # fmt: skip
+    response = await client.post(
+        "/login", data={"email": user.email, "password": "not it", "csrf_token": _login_token(page.text)}
+    )
     assert response.status_code == 400
     assert "The email or password is wrong" in response.text
     assert f'value="{user.email}"' in response.text  # the email is kept
@@ -94,8 +100,10 @@ async def test_next_only_follows_local_paths(client: httpx.AsyncClient, db: Data
         user = await make_user(s)
     for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
         page = await client.get("/login")
-        response = await client.post("/login", data={"email": user.email, "password": PASSWORD, "next": target,
-                                                     "csrf_token": _login_token(page.text)})  # fmt: skip
+        response = await client.post(
+            "/login",
+            data={"email": user.email, "password": PASSWORD, "next": target, "csrf_token": _login_token(page.text)},
+        )
         assert response.headers["location"] == "/console", target
 
 
@@ -130,8 +138,11 @@ async def test_viewers_cannot_write_anywhere(client: httpx.AsyncClient, db: Data
         expected = {"/console/users": 403, "/console/incidents/new": 403, "/console/maintenance/new": 403}
         assert response.status_code in (expected.get(path, 200), 404), (path, response.status_code)
     # Managing their own API keys (read-only ones) is the one thing viewers may post.
-    writes = [path for method, path in _console_routes(app)
-              if method == "POST" and path != "/logout" and not path.startswith("/console/api-keys")]  # fmt: skip
+    writes = [
+        path
+        for method, path in _console_routes(app)
+        if method == "POST" and path != "/logout" and not path.startswith("/console/api-keys")
+    ]
     assert len(writes) > 10
     for path in writes:
         response = await client.post(path, data={"csrf_token": csrf, "status": "major_outage"}, headers=HTML)
@@ -148,9 +159,17 @@ async def test_console_posts_need_the_session_csrf_token(client: httpx.AsyncClie
 
 async def test_admin_creates_users(client: httpx.AsyncClient, db: Database) -> None:
     _, csrf = await sign_in(client, db, role=Role.admin)
-    response = await client.post("/console/users", headers=HTML, data={
-        "csrf_token": csrf, "name": "Dana Scully", "email": "dana@example.com", "role": "viewer",
-        "password": "trust no one"})  # fmt: skip
+    response = await client.post(
+        "/console/users",
+        headers=HTML,
+        data={
+            "csrf_token": csrf,
+            "name": "Dana Scully",
+            "email": "dana@example.com",
+            "role": "viewer",
+            "password": "trust no one",
+        },
+    )
     assert response.status_code == 200 and "can now sign in" in response.text
     assert "dana@example.com" in response.text
     form = {"csrf_token": csrf, "name": "Dana", "email": "dana@example.com", "role": "viewer", "password": "12345678"}

@@ -29,8 +29,11 @@ async def test_board_groups_components_and_sets_status(client: httpx.AsyncClient
     assert response.status_code == 303
     async with db.session() as s:
         assert (await s.get(Component, sso.id)).status == "degraded_performance"  # type: ignore[union-attr]
-        history = list(await s.scalars(select(ComponentStatusChange.new_status)
-                                       .where(ComponentStatusChange.component_id == sso.id)))  # fmt: skip
+        history = list(
+            await s.scalars(
+                select(ComponentStatusChange.new_status).where(ComponentStatusChange.component_id == sso.id)
+            )
+        )
         assert history == ["operational", "degraded_performance"]
     dashboard = await client.get("/console")
     assert "Degraded performance" in dashboard.text

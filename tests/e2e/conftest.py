@@ -64,11 +64,27 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
 
     asyncio.run(seed())
     port = free_port()
-    env = os.environ | {"CRISISDESK_DEMO": "true", "CRISISDESK_DATABASE_URL": database_url,
-                        "CRISISDESK_BASE_URL": f"http://127.0.0.1:{port}"}  # fmt: skip
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed in the finally below
-    process = subprocess.Popen([str(Path(sys.executable).parent / "crisisdesk"), "serve", "--host", "127.0.0.1",
-                                "--port", str(port), "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    env = os.environ | {
+        "CRISISDESK_DEMO": "true",
+        "CRISISDESK_DATABASE_URL": database_url,
+        "CRISISDESK_BASE_URL": f"http://127.0.0.1:{port}",
+    }
+    log = open(tmp_path / "server.log", "wb")
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "crisisdesk"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -100,9 +116,16 @@ async def browser() -> AsyncIterator[object]:
     async with async_playwright() as p:
         instance = await p.chromium.launch(
             executable_path=path,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic"],
-        )  # fmt: skip
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
         try:
             yield instance
         finally:

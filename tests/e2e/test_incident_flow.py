@@ -44,7 +44,9 @@ async def test_declare_update_resolve_seen_live_on_public_page(live_server: Live
     await form.locator("select[name=severity]").select_option("SEV1")
     sso = form.locator("select[name^='component:']").first
     await sso.select_option("major_outage")
-    await form.locator("textarea[name=body]").fill("Customers using Microsoft Entra ID cannot sign in. We are investigating.")
+    await form.locator("textarea[name=body]").fill(
+        "Customers using Microsoft Entra ID cannot sign in. We are investigating."
+    )
     await form.locator("button[type=submit]").click()
     await expect(console.locator("#timeline")).to_contain_text("declared")
 

@@ -24,8 +24,9 @@ async def test_declare_sets_components_promise_and_timeline(db: Database) -> Non
         web = await make_component(s, "Web app")
         sso = await make_component(s, "Sign-in (SSO)")
     async with db.session() as s:
-        incident = await make_incident(s, actor, severity="SEV1",
-                                       components={web.id: "degraded_performance", sso.id: "major_outage"})
+        incident = await make_incident(
+            s, actor, severity="SEV1", components={web.id: "degraded_performance", sso.id: "major_outage"}
+        )
     async with db.session() as s:
         loaded = await incidents.get_incident(s, incident.id)
         assert loaded.status == "investigating"
@@ -35,7 +36,9 @@ async def test_declare_sets_components_promise_and_timeline(db: Database) -> Non
         promise = loaded.next_update_at - loaded.last_public_update_at
         assert timedelta(minutes=14) < promise <= timedelta(minutes=15)
         assert {c.component_id: c.status for c in loaded.components} == {
-            web.id: "degraded_performance", sso.id: "major_outage"}
+            web.id: "degraded_performance",
+            sso.id: "major_outage",
+        }
         assert (await s.get(Component, sso.id)).status == "major_outage"
         kinds = [e.kind for e in await incidents.timeline_of(s, incident.id)]
         assert "declared" in kinds and "update_posted" in kinds
@@ -57,9 +60,13 @@ async def test_lifecycle_to_resolved_restores_components(db: Database) -> None:
         assert loaded.next_update_at is None
         assert [u.status for u in loaded.updates] == ["resolved", "monitoring", "identified", "investigating"]
         assert (await s.get(Component, web.id)).status == "operational"
-        history = list(await s.scalars(select(ComponentStatusChange.new_status)
-                                       .where(ComponentStatusChange.component_id == web.id)
-                                       .order_by(ComponentStatusChange.id)))
+        history = list(
+            await s.scalars(
+                select(ComponentStatusChange.new_status)
+                .where(ComponentStatusChange.component_id == web.id)
+                .order_by(ComponentStatusChange.id)
+            )
+        )
         assert history == ["operational", "partial_outage", "operational"]
 
 
@@ -68,10 +75,14 @@ async def test_resolving_twice_is_a_conflict_and_writes_nothing(db: Database) ->
     async with db.session() as s:
         incident = await make_incident(s, actor)
     async with db.session() as s:
-        await incidents.post_update(s, actor, await incidents.get_incident(s, incident.id), status="resolved", body="Fixed.")
+        await incidents.post_update(
+            s, actor, await incidents.get_incident(s, incident.id), status="resolved", body="Fixed."
+        )
     with pytest.raises(Conflict) as caught:
         async with db.session() as s:
-            await incidents.post_update(s, actor, await incidents.get_incident(s, incident.id), status="resolved", body="Again.")
+            await incidents.post_update(
+                s, actor, await incidents.get_incident(s, incident.id), status="resolved", body="Again."
+            )
     assert caught.value.field == "status"
     async with db.session() as s:
         assert await s.scalar(select(func.count()).select_from(IncidentUpdate)) == 2
@@ -109,8 +120,14 @@ async def test_bad_component_status_rolls_back_every_change(db: Database) -> Non
         incident = await make_incident(s, actor)
     with pytest.raises(InvalidInput):
         async with db.session() as s:
-            await incidents.post_update(s, actor, await incidents.get_incident(s, incident.id), status="identified",
-                                        body="x", components={web.id: "major_outage", api.id: "on_fire"})
+            await incidents.post_update(
+                s,
+                actor,
+                await incidents.get_incident(s, incident.id),
+                status="identified",
+                body="x",
+                components={web.id: "major_outage", api.id: "on_fire"},
+            )
     async with db.session() as s:
         assert (await s.get(Component, web.id)).status == "operational"
 
@@ -136,8 +153,9 @@ async def test_roles_hand_over_with_history(db: Database) -> None:
         incident = await make_incident(s, actor)
     for user in (alice, bob):
         async with db.session() as s:
-            await incidents.assign_role(s, actor, await incidents.get_incident(s, incident.id),
-                                        role="incident_commander", user_id=user.id)
+            await incidents.assign_role(
+                s, actor, await incidents.get_incident(s, incident.id), role="incident_commander", user_id=user.id
+            )
     async with db.session() as s:
         loaded = await incidents.get_incident(s, incident.id)
         rows = sorted(loaded.roles, key=lambda r: r.assigned_at)
@@ -147,7 +165,9 @@ async def test_roles_hand_over_with_history(db: Database) -> None:
         assert "Incident Commander handed over from Alice to Bob" in summaries
     with pytest.raises(InvalidInput):
         async with db.session() as s:
-            await incidents.assign_role(s, actor, await incidents.get_incident(s, incident.id), role="boss", user_id=bob.id)
+            await incidents.assign_role(
+                s, actor, await incidents.get_incident(s, incident.id), role="boss", user_id=bob.id
+            )
 
 
 async def test_severity_change_needs_reason_and_is_on_timeline(db: Database) -> None:
@@ -156,11 +176,14 @@ async def test_severity_change_needs_reason_and_is_on_timeline(db: Database) -> 
         incident = await make_incident(s, actor, severity="SEV3")
     with pytest.raises(InvalidInput) as caught:
         async with db.session() as s:
-            await incidents.change_severity(s, actor, await incidents.get_incident(s, incident.id), severity="SEV1", reason="")
+            await incidents.change_severity(
+                s, actor, await incidents.get_incident(s, incident.id), severity="SEV1", reason=""
+            )
     assert caught.value.field == "reason"
     async with db.session() as s:
-        await incidents.change_severity(s, actor, await incidents.get_incident(s, incident.id), severity="SEV1",
-                                        reason="All EU customers affected")
+        await incidents.change_severity(
+            s, actor, await incidents.get_incident(s, incident.id), severity="SEV1", reason="All EU customers affected"
+        )
     async with db.session() as s:
         loaded = await s.get(Incident, incident.id)
         assert loaded.severity == "SEV1" and loaded.impact == "critical"

@@ -23,8 +23,13 @@ from tests.fixtures.incident import make_component, make_incident
 
 
 async def _declare(client: httpx.AsyncClient, csrf: str, **fields: str) -> httpx.Response:
-    data = {"csrf_token": csrf, "name": "Sign-in failures for SSO users", "severity": "SEV1",
-            "body": "We are investigating **failed sign-ins**.", **fields}  # fmt: skip
+    data = {
+        "csrf_token": csrf,
+        "name": "Sign-in failures for SSO users",
+        "severity": "SEV1",
+        "body": "We are investigating **failed sign-ins**.",
+        **fields,
+    }
     return await client.post("/console/incidents", data=data, headers=HTML)
 
 
@@ -109,9 +114,11 @@ async def test_updates_through_to_resolution(client: httpx.AsyncClient, db: Data
     dashboard = await client.get("/console")
     assert f'data-incident-id="{incident_id}"' not in dashboard.text
 
-    response = await client.post(f"/console/incidents/{incident_id}/postmortem", headers=HTML,
-                                 data={"csrf_token": csrf, "postmortem_body": "Root cause: a bad deploy.",
-                                       "action": "publish"})  # fmt: skip
+    response = await client.post(
+        f"/console/incidents/{incident_id}/postmortem",
+        headers=HTML,
+        data={"csrf_token": csrf, "postmortem_body": "Root cause: a bad deploy.", "action": "publish"},
+    )
     assert response.status_code == 303
     async with db.session() as s:
         assert (await incidents.get_incident(s, incident_id)).status == "postmortem"
@@ -151,8 +158,11 @@ async def test_role_handover_keeps_history(client: httpx.AsyncClient, db: Databa
         )
         assert response.status_code == 303
     async with db.session() as s:
-        rows = list(await s.scalars(select(RoleAssignment).where(RoleAssignment.incident_id == incident_id)
-                                    .order_by(RoleAssignment.id)))  # fmt: skip
+        rows = list(
+            await s.scalars(
+                select(RoleAssignment).where(RoleAssignment.incident_id == incident_id).order_by(RoleAssignment.id)
+            )
+        )
         assert [(r.user_id, r.ended_at is None) for r in rows] == [(first.id, False), (second.id, True)]
     page = await client.get(f"/console/incidents/{incident_id}")
     assert "Incident Commander handed over from Alice Ng to Bob Ortiz" in page.text
@@ -262,8 +272,9 @@ async def test_overdue_promise_is_flagged(client: httpx.AsyncClient, db: Databas
     assert page.status_code == 200 and 'id="update-form"' not in page.text and "overdue by 7m" in page.text
 
 
-async def test_dashboard_warns_when_the_database_is_unreachable(client: httpx.AsyncClient, db: Database,
-                                                                app: Any) -> None:  # fmt: skip
+async def test_dashboard_warns_when_the_database_is_unreachable(
+    client: httpx.AsyncClient, db: Database, app: Any
+) -> None:
     await sign_in(client, db)
     assert 'id="db-warning"' not in (await client.get("/console")).text
     watcher = app.state.runtime.watcher
@@ -284,9 +295,11 @@ async def test_severity_policy_is_admin_editable(client: httpx.AsyncClient, db: 
         data={"csrf_token": csrf, "cadence_minutes": "0", "required_roles": "scribe"},
     )
     assert bad.status_code == 422 and field_error(bad.text, "cadence_minutes")
-    ok = await client.post("/console/severity/SEV2", headers=HTML,
-                           data={"csrf_token": csrf, "cadence_minutes": "20",
-                                 "required_roles": ["incident_commander", "scribe"]})  # fmt: skip
+    ok = await client.post(
+        "/console/severity/SEV2",
+        headers=HTML,
+        data={"csrf_token": csrf, "cadence_minutes": "20", "required_roles": ["incident_commander", "scribe"]},
+    )
     assert ok.status_code == 303
     from crisisdesk.incident import policy as policies
     from crisisdesk.incident.models import Severity
@@ -321,11 +334,24 @@ async def _read_events(app: Any, cookie: str, until: str, *, timeout: float = 5.
             if not message.get("more_body", False):
                 received.put_nowait(b"")
 
-    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-             "method": "GET", "scheme": "http", "path": "/console/events", "raw_path": b"/console/events",
-             "query_string": b"", "root_path": "", "server": ("status.test", 80), "client": ("127.0.0.1", 5000),
-             "headers": [(b"host", b"status.test"), (b"accept", b"text/event-stream"),
-                         (b"cookie", f"crisisdesk_session={cookie}".encode())]}  # fmt: skip
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/console/events",
+        "raw_path": b"/console/events",
+        "query_string": b"",
+        "root_path": "",
+        "server": ("status.test", 80),
+        "client": ("127.0.0.1", 5000),
+        "headers": [
+            (b"host", b"status.test"),
+            (b"accept", b"text/event-stream"),
+            (b"cookie", f"crisisdesk_session={cookie}".encode()),
+        ],
+    }
     task = asyncio.create_task(app(scope, receive, send))
     text = ""
     try:
@@ -342,8 +368,9 @@ async def _read_events(app: Any, cookie: str, until: str, *, timeout: float = 5.
     return status, text
 
 
-async def test_events_stream_delivers_changes_from_other_sessions(client: httpx.AsyncClient, db: Database,
-                                                                  app: Any) -> None:  # fmt: skip
+async def test_events_stream_delivers_changes_from_other_sessions(
+    client: httpx.AsyncClient, db: Database, app: Any
+) -> None:
     await sign_in(client, db, role=Role.viewer)
     cookie = client.cookies["crisisdesk_session"]
     _, actor = await make_actor(db)

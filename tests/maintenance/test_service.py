@@ -56,7 +56,7 @@ async def test_completion_keeps_a_component_held_by_an_open_incident(db: Databas
     _, actor = await make_actor(db)
     async with db.session() as s:
         web = await make_component(s)
-        m = await make_maintenance(s, actor, [web.id], starts=utcnow() - timedelta(minutes=1))
+        await make_maintenance(s, actor, [web.id], starts=utcnow() - timedelta(minutes=1))
     runner = runner_for(db)
     await runner.run_due()
     async with db.session() as s:
@@ -74,8 +74,13 @@ async def test_edit_moves_the_jobs_and_cancel_removes_them(db: Database) -> None
         m = await make_maintenance(s, actor, [web.id])
     later = utcnow() + timedelta(days=2)
     async with db.session() as s:
-        await maintenance.edit(s, actor, await incidents.get_incident(s, m.id), scheduled_for=later,
-                               scheduled_until=later + timedelta(hours=1))
+        await maintenance.edit(
+            s,
+            actor,
+            await incidents.get_incident(s, m.id),
+            scheduled_for=later,
+            scheduled_until=later + timedelta(hours=1),
+        )
     async with db.session() as s:
         start_job = await s.scalar(select(Job).where(Job.kind == maintenance.START))
         assert abs(start_job.due_at - later) < timedelta(seconds=1)
@@ -100,8 +105,15 @@ async def test_bad_windows_are_refused(db: Database, start_hours: int, end_hours
     now = utcnow()
     with pytest.raises(InvalidInput) as caught:
         async with db.session() as s:
-            await maintenance.schedule(s, actor, name="x", body="y", scheduled_for=now + timedelta(hours=start_hours),
-                                       scheduled_until=now + timedelta(hours=end_hours), components=[])
+            await maintenance.schedule(
+                s,
+                actor,
+                name="x",
+                body="y",
+                scheduled_for=now + timedelta(hours=start_hours),
+                scheduled_until=now + timedelta(hours=end_hours),
+                components=[],
+            )
     assert caught.value.field == field
     async with db.session() as s:
         assert list(await s.scalars(select(Incident))) == []

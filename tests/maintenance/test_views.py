@@ -19,9 +19,16 @@ from tests.fixtures.incident import make_component
 async def _schedule(client: httpx.AsyncClient, csrf: str, components: list[str], **fields: str) -> httpx.Response:
     start = utcnow() + timedelta(days=2)
     end = start + timedelta(hours=2)
-    data: dict[str, object] = {"csrf_token": csrf, "name": "Database upgrade", "body": "Planned upgrade.",
-                               "scheduled_for": utc_local(start), "scheduled_until": utc_local(end),
-                               "components": components, "auto_transition": "on", **fields}  # fmt: skip
+    data: dict[str, object] = {
+        "csrf_token": csrf,
+        "name": "Database upgrade",
+        "body": "Planned upgrade.",
+        "scheduled_for": utc_local(start),
+        "scheduled_until": utc_local(end),
+        "components": components,
+        "auto_transition": "on",
+        **fields,
+    }
     return await client.post("/console/maintenance", data=data, headers=HTML)
 
 
@@ -46,10 +53,19 @@ async def test_schedule_edit_and_cancel(client: httpx.AsyncClient, db: Database)
 
     assert planned_for is not None
     new_end = planned_for + timedelta(hours=3)
-    response = await client.post(f"/console/maintenance/{maintenance_id}/edit", headers=HTML, data={
-        "csrf_token": csrf, "name": "Database upgrade (extended)", "scheduled_for": utc_local(planned_for),
-        "scheduled_until": utc_local(new_end), "components": [api.id, web.id], "components_shown": "1",
-        "body": "We need one more hour."})  # fmt: skip
+    response = await client.post(
+        f"/console/maintenance/{maintenance_id}/edit",
+        headers=HTML,
+        data={
+            "csrf_token": csrf,
+            "name": "Database upgrade (extended)",
+            "scheduled_for": utc_local(planned_for),
+            "scheduled_until": utc_local(new_end),
+            "components": [api.id, web.id],
+            "components_shown": "1",
+            "body": "We need one more hour.",
+        },
+    )
     assert response.status_code == 303, response.text
     async with db.session() as s:
         m = await incidents.get_incident(s, maintenance_id, kind=Kind.maintenance)
@@ -82,12 +98,15 @@ async def test_bad_window_rerenders_and_stores_nothing(client: httpx.AsyncClient
     _, csrf = await sign_in(client, db)
     start = utcnow() + timedelta(days=1)
     cases = [
-        ({"scheduled_until": utc_local(start - timedelta(hours=1)), "scheduled_for": utc_local(start)},
-         "scheduled_until", "must be after"),
+        (
+            {"scheduled_until": utc_local(start - timedelta(hours=1)), "scheduled_for": utc_local(start)},
+            "scheduled_until",
+            "must be after",
+        ),
         ({"scheduled_for": ""}, "scheduled_for", "enter a date and time"),
         ({"scheduled_for": "next week"}, "scheduled_for", "is not a time"),
         ({"body": " "}, "body", "must not be empty"),
-    ]  # fmt: skip
+    ]
     for fields, name, message in cases:
         response = await _schedule(client, csrf, [api.id], **fields)
         assert response.status_code == 422, fields
@@ -114,8 +133,11 @@ async def test_started_window_only_moves_its_end(client: httpx.AsyncClient, db: 
         planned = (await incidents.get_incident(s, maintenance_id)).scheduled_for
     assert planned is not None
     end = planned + timedelta(hours=5)
-    response = await client.post(f"/console/maintenance/{maintenance_id}/edit", headers=HTML, data={
-        "csrf_token": csrf, "name": "Database upgrade", "scheduled_until": utc_local(end)})  # fmt: skip
+    response = await client.post(
+        f"/console/maintenance/{maintenance_id}/edit",
+        headers=HTML,
+        data={"csrf_token": csrf, "name": "Database upgrade", "scheduled_until": utc_local(end)},
+    )
     assert response.status_code == 303, response.text
     async with db.session() as s:
         m = await incidents.get_incident(s, maintenance_id, kind=Kind.maintenance)

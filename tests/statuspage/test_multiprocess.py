@@ -61,8 +61,15 @@ def _plain(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not POSTGRES_URL, reason="set CRISISDESK_TEST_POSTGRES_URL to run on PostgreSQL"))])  # fmt: skip
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "postgresql",
+            marks=pytest.mark.skipif(not POSTGRES_URL, reason="set CRISISDESK_TEST_POSTGRES_URL to run on PostgreSQL"),
+        ),
+    ]
+)
 async def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A migrated database of its own: a SQLite file, or a new PostgreSQL database dropped after."""
     if request.param == "sqlite":
@@ -92,17 +99,41 @@ async def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
 @contextmanager
 def servers(url: str, ports: list[int], logs: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
     """One single-worker server process per port; all stopped (their whole group) on exit."""
-    env = {**os.environ, "CRISISDESK_DEMO": "true", "CRISISDESK_DATABASE_URL": url,
-           "CRISISDESK_RUN_WORKERS": "true", "CRISISDESK_POLL_INTERVAL": "0.25"}  # fmt: skip
+    env = {
+        **os.environ,
+        "CRISISDESK_DEMO": "true",
+        "CRISISDESK_DATABASE_URL": url,
+        "CRISISDESK_RUN_WORKERS": "true",
+        "CRISISDESK_POLL_INTERVAL": "0.25",
+    }
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for port in ports:
             with (logs / f"server-{port}.log").open("wb") as out:
-                procs.append(subprocess.Popen(
-                    [str(GRANIAN), "--interface", "asgi", "--factory", "--workers", "1", "--no-ws",
-                     "--log-level", "warning", "--host", "127.0.0.1", "--port", str(port), "crisisdesk.app:create_server_app"],
-                    stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                ))  # fmt: skip
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            str(GRANIAN),
+                            "--interface",
+                            "asgi",
+                            "--factory",
+                            "--workers",
+                            "1",
+                            "--no-ws",
+                            "--log-level",
+                            "warning",
+                            "--host",
+                            "127.0.0.1",
+                            "--port",
+                            str(port),
+                            "crisisdesk.app:create_server_app",
+                        ],
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                        start_new_session=True,
+                    )
+                )
         yield procs
     finally:
         for proc in procs:
@@ -121,8 +152,9 @@ def _log(logs: Path, port: int) -> str:
     return (logs / f"server-{port}.log").read_text(errors="replace")[-3000:]
 
 
-async def wait_ready(client: httpx.AsyncClient, procs: list[subprocess.Popen[bytes]], ports: list[int],
-                     logs: Path) -> None:  # fmt: skip
+async def wait_ready(
+    client: httpx.AsyncClient, procs: list[subprocess.Popen[bytes]], ports: list[int], logs: Path
+) -> None:
     deadline = time.monotonic() + 30
     pending = set(ports)
     while pending and time.monotonic() < deadline:
@@ -136,8 +168,9 @@ async def wait_ready(client: httpx.AsyncClient, procs: list[subprocess.Popen[byt
     assert not pending, f"not ready within 30 s: {sorted(pending)}\n" + "\n".join(_log(logs, p) for p in pending)
 
 
-async def seconds_until_served(client: httpx.AsyncClient, ports: list[int], text: str, since: float,
-                               give_up: float) -> dict[int, float | None]:  # fmt: skip
+async def seconds_until_served(
+    client: httpx.AsyncClient, ports: list[int], text: str, since: float, give_up: float
+) -> dict[int, float | None]:
     """For each port, seconds from ``since`` until its unresolved.json names ``text`` (None: never)."""
     seen: dict[int, float | None] = dict.fromkeys(ports)
     while any(v is None for v in seen.values()) and time.perf_counter() - since < give_up:

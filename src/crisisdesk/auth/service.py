@@ -43,16 +43,16 @@ class Actor:
             raise Forbidden(f"this action needs the {scope.value!r} permission")
 
 
-def actor_for(user: User, *, via: str = "session", scopes: set[Scope] | None = None, csrf_token: str | None = None) -> Actor:
+def actor_for(
+    user: User, *, via: str = "session", scopes: set[Scope] | None = None, csrf_token: str | None = None
+) -> Actor:
     allowed = ROLE_SCOPES[Role(user.role)]
     if scopes is not None:
         allowed = allowed & scopes
     return Actor(user.id, user.name, Role(user.role), frozenset(allowed), via, csrf_token)
 
 
-async def create_user(
-    session: AsyncSession, *, email: str, name: str, role: Role, password: str | None
-) -> User:
+async def create_user(session: AsyncSession, *, email: str, name: str, role: Role, password: str | None) -> User:
     """Add a user; the email is the login and must be unique."""
     email = email.strip().lower()
     if "@" not in email or len(email) > 254:
@@ -61,8 +61,9 @@ async def create_user(
         raise InvalidInput("password must be at least 8 characters", field="password")
     if await session.scalar(select(User.id).where(User.email == email)):
         raise Conflict(f"a user with email {email} already exists", field="email")
-    user = User(email=email, name=name.strip() or email, role=role,
-                password_hash=hash_password(password) if password else None)
+    user = User(
+        email=email, name=name.strip() or email, role=role, password_hash=hash_password(password) if password else None
+    )
     session.add(user)
     await session.flush()
     return user
@@ -123,12 +124,11 @@ async def create_api_key(
         raise InvalidInput("choose at least one scope: read, write or admin", field="scopes")
     beyond = set(scopes) - ROLE_SCOPES[Role(owner.role)]
     if beyond:
-        raise InvalidInput(
-            f"a {owner.role} cannot hold the scope(s) {', '.join(sorted(beyond))}", field="scopes"
-        )
+        raise InvalidInput(f"a {owner.role} cannot hold the scope(s) {', '.join(sorted(beyond))}", field="scopes")
     secret = new_token(API_KEY_PREFIX)
-    key = ApiKey(name=name, prefix=secret[:12], key_hash=digest(secret),
-                 scopes=sorted(s.value for s in scopes), user_id=owner_id)
+    key = ApiKey(
+        name=name, prefix=secret[:12], key_hash=digest(secret), scopes=sorted(s.value for s in scopes), user_id=owner_id
+    )
     session.add(key)
     await session.flush()
     return key, secret

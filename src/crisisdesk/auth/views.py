@@ -31,13 +31,29 @@ def _local_path(target: str | None) -> str:
     return target
 
 
-def _login_page(request: Request, token: str, *, next_path: str, email: str = "", error: str | None = None,
-                status_code: int = 200) -> HTMLResponse:  # fmt: skip
-    response = render(request, "login.html", actor=None, status_code=status_code, csrf_token=token,
-                      next_path=next_path, email=email, error=error)  # fmt: skip
+def _login_page(
+    request: Request, token: str, *, next_path: str, email: str = "", error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    response = render(
+        request,
+        "login.html",
+        actor=None,
+        status_code=status_code,
+        csrf_token=token,
+        next_path=next_path,
+        email=email,
+        error=error,
+    )
     settings = runtime_of(request).settings
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="lax", secure=settings.secure_cookies,
-                        path="/login", max_age=3600)  # fmt: skip
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        path="/login",
+        max_age=3600,
+    )
     return response
 
 
@@ -61,13 +77,26 @@ async def login(request: Request, session: Tx) -> Response:
     email = text(values, "email")
     user = await service.authenticate(session, email=email, password=text(values, "password"))
     if user is None:
-        return _login_page(request, cookie, next_path=next_path, email=email, status_code=400,
-                           error="The email or password is wrong, or the account is disabled.")  # fmt: skip
+        return _login_page(
+            request,
+            cookie,
+            next_path=next_path,
+            email=email,
+            status_code=400,
+            error="The email or password is wrong, or the account is disabled.",
+        )
     settings = runtime_of(request).settings
     token = await service.start_session(session, user, hours=settings.session_hours)
     response = see_other(next_path)
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax", secure=settings.secure_cookies,
-                        path="/", max_age=settings.session_hours * 3600)  # fmt: skip
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        path="/",
+        max_age=settings.session_hours * 3600,
+    )
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response
 
@@ -107,11 +136,20 @@ async def events(request: Request, actor: ConsoleReader) -> StreamingResponse:
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
 
-async def _users_page(request: Request, actor: service.Actor, session: Tx, *, failure: Failure | None = None,
-                      created: str | None = None) -> HTMLResponse:  # fmt: skip
+async def _users_page(
+    request: Request, actor: service.Actor, session: Tx, *, failure: Failure | None = None, created: str | None = None
+) -> HTMLResponse:
     users = await service.list_users(session)
-    return render(request, "console/users.html", actor=actor, users=users, roles=list(Role), failure=failure,
-                  created=created, status_code=failure_status(failure))  # fmt: skip
+    return render(
+        request,
+        "console/users.html",
+        actor=actor,
+        users=users,
+        roles=list(Role),
+        failure=failure,
+        created=created,
+        status_code=failure_status(failure),
+    )
 
 
 def failure_status(failure: Failure | None, default: int = 200) -> int:
@@ -139,8 +177,9 @@ async def create_user(request: Request, actor: ConsoleAdmin, session: Tx) -> Res
         password = text(values, "password")
         if not password:
             raise InvalidInput("set an initial password of at least 8 characters", field="password")
-        user = await service.create_user(session, email=text(values, "email"), name=text(values, "name"),
-                                         role=role, password=password)  # fmt: skip
+        user = await service.create_user(
+            session, email=text(values, "email"), name=text(values, "name"), role=role, password=password
+        )
     except DomainError as exc:
         await discard(session)
         values.pop("password", None)
@@ -154,14 +193,24 @@ def _failed(exc: DomainError, form: str, values: dict[str, object]) -> Failure:
     return failure
 
 
-async def _keys_page(request: Request, actor: service.Actor, session: Tx, *, failure: Failure | None = None,
-                     secret: str | None = None) -> HTMLResponse:  # fmt: skip
+async def _keys_page(
+    request: Request, actor: service.Actor, session: Tx, *, failure: Failure | None = None, secret: str | None = None
+) -> HTMLResponse:
     keys = await service.list_api_keys(session, actor)
     users = {u.id: u for u in await service.list_users(session)}
     scopes = [s for s in Scope if actor.can(s)]
     status_code = failure_status(failure, 201 if secret else 200)
-    return render(request, "console/api_keys.html", actor=actor, keys=keys, users=users, scopes=scopes,
-                  failure=failure, secret=secret, status_code=status_code)  # fmt: skip
+    return render(
+        request,
+        "console/api_keys.html",
+        actor=actor,
+        keys=keys,
+        users=users,
+        scopes=scopes,
+        failure=failure,
+        secret=secret,
+        status_code=status_code,
+    )
 
 
 @router.get("/console/api-keys", response_class=HTMLResponse)

@@ -13,29 +13,41 @@ from crisisdesk.catalog.schemas import ComponentCreate, ComponentPatch, Componen
 router = APIRouter(tags=["components"])
 
 
-@router.get("/components", summary="List components", response_model=list[ComponentRead],
-            responses=errors(401, 403))  # fmt: skip
+@router.get("/components", summary="List components", response_model=list[ComponentRead], responses=errors(401, 403))
 async def list_components(session: Tx, actor: ApiReader) -> list[Component]:
     """Every component and group, in page order."""
     return await service.list_components(session)
 
 
-@router.get("/components/{component_id}", summary="Get a component", response_model=ComponentRead,
-            responses=errors(401, 403, 404))  # fmt: skip
+@router.get(
+    "/components/{component_id}",
+    summary="Get a component",
+    response_model=ComponentRead,
+    responses=errors(401, 403, 404),
+)
 async def get_component(component_id: str, session: Tx, actor: ApiReader) -> Component:
     """One component or group."""
     return await service.get_component(session, component_id)
 
 
-@router.post("/components", summary="Add a component or group", status_code=status.HTTP_201_CREATED,
-             response_model=ComponentRead, responses=errors(401, 403, 404, 422))  # fmt: skip
+@router.post(
+    "/components",
+    summary="Add a component or group",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ComponentRead,
+    responses=errors(401, 403, 404, 422),
+)
 async def create_component(data: ComponentCreate, session: Tx, actor: ApiAdmin) -> Component:
     """Add a component (or a group) to the page (admins only)."""
     return await service.create_component(session, **data.model_dump())
 
 
-@router.patch("/components/{component_id}", summary="Set a component's status", response_model=ComponentRead,
-              responses=errors(401, 403, 404, 422))  # fmt: skip
+@router.patch(
+    "/components/{component_id}",
+    summary="Set a component's status",
+    response_model=ComponentRead,
+    responses=errors(401, 403, 404, 422),
+)
 async def patch_component(component_id: str, data: ComponentPatch, session: Tx, actor: ApiWriter) -> Component:
     """Set the status directly, e.g. to mark degraded performance without an incident."""
     component = await service.get_component(session, component_id)

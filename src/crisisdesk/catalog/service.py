@@ -65,19 +65,30 @@ async def create_component(
         if is_group:
             raise InvalidInput("a group cannot sit inside another group", field="group_id")
     if position is None:
-        position = (await session.scalar(select(func.coalesce(func.max(Component.position), 0)))) + 1
+        position = int(await session.scalar(select(func.coalesce(func.max(Component.position), 0))) or 0) + 1
     now = created_at or utcnow()
     component = Component(
-        name=name, description=description, group_id=group_id, is_group=is_group,
-        region_id=region_id, position=position, showcase=showcase,
-        only_show_if_degraded=only_show_if_degraded, created_at=now, updated_at=now,
-        start_date=now.date(), status=ComponentStatus.operational,
-    )  # fmt: skip
+        name=name,
+        description=description,
+        group_id=group_id,
+        is_group=is_group,
+        region_id=region_id,
+        position=position,
+        showcase=showcase,
+        only_show_if_degraded=only_show_if_degraded,
+        created_at=now,
+        updated_at=now,
+        start_date=now.date(),
+        status=ComponentStatus.operational,
+    )
     session.add(component)
     await session.flush()
     if not is_group:
-        session.add(ComponentStatusChange(component_id=component.id, old_status=None,
-                                          new_status=ComponentStatus.operational, at=now))
+        session.add(
+            ComponentStatusChange(
+                component_id=component.id, old_status=None, new_status=ComponentStatus.operational, at=now
+            )
+        )
     events.record(session, events.PUBLIC, "components")
     return component
 
@@ -99,8 +110,9 @@ async def set_status(
     now = at or utcnow()
     component.status = status
     component.updated_at = now
-    session.add(ComponentStatusChange(component_id=component.id, old_status=old, new_status=status,
-                                      at=now, cause_id=cause_id))
+    session.add(
+        ComponentStatusChange(component_id=component.id, old_status=old, new_status=status, at=now, cause_id=cause_id)
+    )
     events.record(session, events.PUBLIC, "components")
     return old
 

@@ -49,8 +49,15 @@ def board(components: list[Component]) -> list[Section]:
 async def _page(request: Request, actor: object, session: Tx, *, failure: Failure | None = None) -> HTMLResponse:
     components = await service.list_components(session)
     status_code = 200 if failure is None else int(failure.values.get("_status", 422))
-    return render(request, "console/components.html", actor=actor, board=board(components),
-                  statuses=list(ComponentStatus), failure=failure, status_code=status_code)  # fmt: skip
+    return render(
+        request,
+        "console/components.html",
+        actor=actor,
+        board=board(components),
+        statuses=list(ComponentStatus),
+        failure=failure,
+        status_code=status_code,
+    )
 
 
 @router.get("/console/components", response_class=HTMLResponse)

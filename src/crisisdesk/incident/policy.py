@@ -16,8 +16,12 @@ DEFAULTS: dict[Severity, dict[str, object]] = {
         "description": "All or most customers cannot use a core service.",
         "impact": Impact.critical,
         "cadence_minutes": 15,
-        "required_roles": [IncidentRole.incident_commander, IncidentRole.communications_lead,
-                           IncidentRole.technical_lead, IncidentRole.support_lead],
+        "required_roles": [
+            IncidentRole.incident_commander,
+            IncidentRole.communications_lead,
+            IncidentRole.technical_lead,
+            IncidentRole.support_lead,
+        ],
         "postmortem_required": True,
     },
     Severity.SEV2: {
@@ -44,7 +48,7 @@ DEFAULTS: dict[Severity, dict[str, object]] = {
         "required_roles": [],
         "postmortem_required": False,
     },
-}  # fmt: skip
+}
 
 
 def parse_severity(value: str, *, field: str = "severity") -> Severity:

@@ -54,7 +54,7 @@ def parse_status(value: str, *, field: str = "status") -> IncidentStatus:
     except ValueError:
         status = None
     if status is None or status is IncidentStatus.postmortem:
-        allowed = ", ".join(s.value for s in OPEN_INCIDENT_STATUSES + (IncidentStatus.resolved,))
+        allowed = ", ".join(s.value for s in (*OPEN_INCIDENT_STATUSES, IncidentStatus.resolved))
         raise InvalidInput(f"{value!r} is not an incident status; use one of: {allowed}", field=field)
     return status
 
@@ -99,8 +99,14 @@ async def timeline(
     session: AsyncSession, incident: Incident, actor: Actor | None, kind: str, summary: str, **data: object
 ) -> TimelineEvent:
     """Append an immutable event to the incident's timeline."""
-    event = TimelineEvent(incident_id=incident.id, kind=kind, summary=summary, data=data,
-                          actor_id=actor.user_id if actor else None, at=utcnow())
+    event = TimelineEvent(
+        incident_id=incident.id,
+        kind=kind,
+        summary=summary,
+        data=data,
+        actor_id=actor.user_id if actor else None,
+        at=utcnow(),
+    )
     session.add(event)
     events.record(session, incident_topic(incident.id), DASHBOARD)
     return event
@@ -108,9 +114,11 @@ async def timeline(
 
 async def next_number(session: AsyncSession) -> int:
     result = await session.execute(
-        update(IncidentCounter).where(IncidentCounter.name == "incident")
-        .values(value=IncidentCounter.value + 1).returning(IncidentCounter.value)
-    )  # fmt: skip
+        update(IncidentCounter)
+        .where(IncidentCounter.name == "incident")
+        .values(value=IncidentCounter.value + 1)
+        .returning(IncidentCounter.value)
+    )
     value = result.scalar()
     if value is None:
         await session.execute(insert(IncidentCounter).values(id=1, name="incident", value=1))
@@ -140,11 +148,17 @@ async def list_incidents(
     session: AsyncSession, *, kind: Kind = Kind.incident, open_only: bool = False, limit: int = 50, offset: int = 0
 ) -> list[Incident]:
     query = (
-        select(Incident).where(Incident.kind == kind)
-        .options(selectinload(Incident.updates).selectinload(IncidentUpdate.affected),
-                 selectinload(Incident.components), selectinload(Incident.roles))
-        .order_by(Incident.created_at.desc()).limit(limit).offset(offset)
-    )  # fmt: skip
+        select(Incident)
+        .where(Incident.kind == kind)
+        .options(
+            selectinload(Incident.updates).selectinload(IncidentUpdate.affected),
+            selectinload(Incident.components),
+            selectinload(Incident.roles),
+        )
+        .order_by(Incident.created_at.desc())
+        .limit(limit)
+        .offset(offset)
+    )
     if open_only:
         query = query.where(Incident.status.in_([s.value for s in OPEN_INCIDENT_STATUSES]))
     return list(await session.scalars(query))
@@ -153,10 +167,11 @@ async def list_incidents(
 async def timeline_of(session: AsyncSession, incident_id: str) -> list[TimelineEvent]:
     return list(
         await session.scalars(
-            select(TimelineEvent).where(TimelineEvent.incident_id == incident_id)
+            select(TimelineEvent)
+            .where(TimelineEvent.incident_id == incident_id)
             .order_by(TimelineEvent.at.desc(), TimelineEvent.id.desc())
         )
-    )  # fmt: skip
+    )
 
 
 async def apply_components(
@@ -174,12 +189,17 @@ async def apply_components(
         status = catalog.parse_status(str(raw_status), field=f"components.{component_id}")
         component = await catalog.get_component(session, component_id, field=f"components.{component_id}")
         if component.is_group:
-            raise InvalidInput(f"{component.name!r} is a group; choose its components", field=f"components.{component_id}")
+            raise InvalidInput(
+                f"{component.name!r} is a group; choose its components", field=f"components.{component_id}"
+            )
         old = ComponentStatus(component.status)
         await catalog.set_status(session, component, status, cause_id=incident.id, at=at)
         if update_row is not None:
-            session.add(UpdateComponentChange(update_id=update_row.id, component_id=component_id,
-                                              old_status=old, new_status=status))
+            session.add(
+                UpdateComponentChange(
+                    update_id=update_row.id, component_id=component_id, old_status=old, new_status=status
+                )
+            )
         link = current.get(component_id)
         if link is None:
             link = IncidentComponent(incident_id=incident.id, component_id=component_id, status=status, added_at=at)
@@ -204,10 +224,14 @@ async def restore_components(
         others = await session.scalars(
             select(IncidentComponent.status)
             .join(Incident, Incident.id == IncidentComponent.incident_id)
-            .where(IncidentComponent.component_id == link.component_id, Incident.id != incident.id,
-                   Incident.resolved_at.is_(None), Incident.cancelled_at.is_(None),
-                   Incident.status.in_(["investigating", "identified", "monitoring", "in_progress", "verifying"]))
-        )  # fmt: skip
+            .where(
+                IncidentComponent.component_id == link.component_id,
+                Incident.id != incident.id,
+                Incident.resolved_at.is_(None),
+                Incident.cancelled_at.is_(None),
+                Incident.status.in_(["investigating", "identified", "monitoring", "in_progress", "verifying"]),
+            )
+        )
         restore[link.component_id] = catalog.worst([ComponentStatus(s) for s in others])
     return restore
 
@@ -226,11 +250,18 @@ async def add_update(
 ) -> IncidentUpdate:
     """Store one public update and the component changes it makes (shared with maintenance)."""
     row = IncidentUpdate(
-        incident_id=incident.id, status=status, body=body, body_html=markdown_to_html(body),
-        visibility=Visibility.public, created_at=at, updated_at=at, display_at=at,
-        deliver_notifications=deliver_notifications, next_update_at=next_update_at,
+        incident_id=incident.id,
+        status=status,
+        body=body,
+        body_html=markdown_to_html(body),
+        visibility=Visibility.public,
+        created_at=at,
+        updated_at=at,
+        display_at=at,
+        deliver_notifications=deliver_notifications,
+        next_update_at=next_update_at,
         author_id=actor.user_id if actor else None,
-    )  # fmt: skip
+    )
     session.add(row)
     await session.flush()
     changes = await apply_components(session, incident, row, components, at=at)
@@ -238,12 +269,16 @@ async def add_update(
     incident.last_public_update_at = at
     incident.next_update_at = next_update_at
     await timeline(
-        session, incident, actor, "update_posted",
+        session,
+        incident,
+        actor,
+        "update_posted",
         f"Public update ({status}): {body[:200]}",
-        update_id=row.id, status=status,
+        update_id=row.id,
+        status=status,
         components=[{"name": n, "old_status": o, "new_status": s} for n, o, s in changes],
         next_update_at=next_update_at.isoformat() if next_update_at else None,
-    )  # fmt: skip
+    )
     events.record(session, events.PUBLIC)
     return row
 
@@ -282,10 +317,17 @@ async def declare(
         raise InvalidInput("started_at must not be in the future", field="started_at")
     policy = await policies.get_policy(session, severity)
     incident = Incident(
-        number=await next_number(session), kind=Kind.incident, name=name, status=parsed_status,
-        impact=Impact(policy.impact), severity=severity, created_at=now, updated_at=now,
-        started_at=started_at or now, created_by_id=actor.user_id,
-    )  # fmt: skip
+        number=await next_number(session),
+        kind=Kind.incident,
+        name=name,
+        status=parsed_status,
+        impact=Impact(policy.impact),
+        severity=severity,
+        created_at=now,
+        updated_at=now,
+        started_at=started_at or now,
+        created_by_id=actor.user_id,
+    )
     incident.components = []
     incident.roles = []
     incident.updates = []
@@ -295,12 +337,27 @@ async def declare(
     elif parsed_status is IncidentStatus.monitoring:
         incident.monitoring_at = now
     await session.flush()
-    await timeline(session, incident, actor, "declared",
-                   f"{actor.name} declared {severity} “{name}”", severity=severity, status=parsed_status)
+    await timeline(
+        session,
+        incident,
+        actor,
+        "declared",
+        f"{actor.name} declared {severity} “{name}”",
+        severity=severity,
+        status=parsed_status,
+    )
     promise = next_update_at or now + timedelta(minutes=policy.cadence_minutes)
-    first = await add_update(session, actor, incident, status=parsed_status, body=body,
-                             components=components or {}, next_update_at=promise,
-                             deliver_notifications=deliver_notifications, at=now)
+    first = await add_update(
+        session,
+        actor,
+        incident,
+        status=parsed_status,
+        body=body,
+        components=components or {},
+        next_update_at=promise,
+        deliver_notifications=deliver_notifications,
+        at=now,
+    )
     for role, user_id in (roles or {}).items():
         await assign_role(session, actor, incident, role=role, user_id=user_id)
     return Declared(incident, first)
@@ -338,8 +395,17 @@ async def post_update(
         policy = await policies.get_policy(session, Severity(incident.severity or Severity.SEV3))
         next_update_at = now + timedelta(minutes=policy.cadence_minutes)
     old_status = incident.status
-    row = await add_update(session, actor, incident, status=new_status, body=body, components=components,
-                           next_update_at=next_update_at, deliver_notifications=deliver_notifications, at=now)
+    row = await add_update(
+        session,
+        actor,
+        incident,
+        status=new_status,
+        body=body,
+        components=components,
+        next_update_at=next_update_at,
+        deliver_notifications=deliver_notifications,
+        at=now,
+    )
     incident.status = new_status
     if new_status is IncidentStatus.identified and incident.identified_at is None:
         incident.identified_at = now
@@ -352,8 +418,15 @@ async def post_update(
         incident.resolved_at = None
         await timeline(session, incident, actor, "reopened", f"{actor.name} reopened the incident")
     if old_status != new_status:
-        await timeline(session, incident, actor, "status_changed", f"Status {old_status} → {new_status}",
-                       old_status=old_status, new_status=new_status)
+        await timeline(
+            session,
+            incident,
+            actor,
+            "status_changed",
+            f"Status {old_status} → {new_status}",
+            old_status=old_status,
+            new_status=new_status,
+        )
     return row
 
 
@@ -362,10 +435,18 @@ async def add_note(session: AsyncSession, actor: Actor, incident: Incident, *, b
     actor.require(Scope.write)
     body = check_body(body)
     now = utcnow()
-    row = IncidentUpdate(incident_id=incident.id, status=incident.status, body=body,
-                         body_html=markdown_to_html(body), visibility=Visibility.internal,
-                         created_at=now, updated_at=now, display_at=now, deliver_notifications=False,
-                         author_id=actor.user_id)  # fmt: skip
+    row = IncidentUpdate(
+        incident_id=incident.id,
+        status=incident.status,
+        body=body,
+        body_html=markdown_to_html(body),
+        visibility=Visibility.internal,
+        created_at=now,
+        updated_at=now,
+        display_at=now,
+        deliver_notifications=False,
+        author_id=actor.user_id,
+    )
     session.add(row)
     await session.flush()
     incident.updated_at = now
@@ -396,19 +477,34 @@ async def assign_role(
     if user is None:
         if current is None:
             return None
-        await timeline(session, incident, actor, "role_released",
-                       f"{previous.name if previous else 'Someone'} is no longer {parsed.label}", role=parsed)
+        await timeline(
+            session,
+            incident,
+            actor,
+            "role_released",
+            f"{previous.name if previous else 'Someone'} is no longer {parsed.label}",
+            role=parsed,
+        )
         return None
-    assignment = RoleAssignment(incident_id=incident.id, role=parsed, user_id=user.id,
-                                assigned_by_id=actor.user_id, assigned_at=now)
+    assignment = RoleAssignment(
+        incident_id=incident.id, role=parsed, user_id=user.id, assigned_by_id=actor.user_id, assigned_at=now
+    )
     session.add(assignment)
     incident.roles.append(assignment)
     if previous is not None:
         summary = f"{parsed.label} handed over from {previous.name} to {user.name}"
     else:
         summary = f"{user.name} is {parsed.label}"
-    await timeline(session, incident, actor, "role_assigned", summary, role=parsed, user_id=user.id,
-                   previous_user_id=previous.id if previous else None)
+    await timeline(
+        session,
+        incident,
+        actor,
+        "role_assigned",
+        summary,
+        role=parsed,
+        user_id=user.id,
+        previous_user_id=previous.id if previous else None,
+    )
     return assignment
 
 
@@ -434,8 +530,16 @@ async def change_severity(
         incident.impact = Impact(policy.impact)
         events.record(session, events.PUBLIC)
     incident.updated_at = utcnow()
-    await timeline(session, incident, actor, "severity_changed", f"Severity {old} → {new}: {reason}",
-                   old_severity=old, new_severity=new, reason=reason)
+    await timeline(
+        session,
+        incident,
+        actor,
+        "severity_changed",
+        f"Severity {old} → {new}: {reason}",
+        old_severity=old,
+        new_severity=new,
+        reason=reason,
+    )
     return incident
 
 
@@ -458,8 +562,13 @@ async def set_postmortem(
         incident.postmortem_published_at = incident.postmortem_published_at or now
         incident.status = IncidentStatus.postmortem
         events.record(session, events.PUBLIC)
-    await timeline(session, incident, actor, "postmortem_published" if publish else "postmortem_updated",
-                   "Postmortem published" if publish else "Postmortem draft saved")
+    await timeline(
+        session,
+        incident,
+        actor,
+        "postmortem_published" if publish else "postmortem_updated",
+        "Postmortem published" if publish else "Postmortem draft saved",
+    )
     return incident
 
 
@@ -482,8 +591,8 @@ async def overview(session: AsyncSession) -> list[Overview]:
     now = utcnow()
     rows = []
     for incident in incidents:
-        holders = {r.role: users.get(r.user_id, "?") for r in incident.roles if r.ended_at is None}
-        required = policy_roles.get(incident.severity or "", [])
+        holders = {str(r.role): users.get(r.user_id, "?") for r in incident.roles if r.ended_at is None}
+        required = policy_roles.get(Severity(incident.severity), []) if incident.severity else []
         missing = [r for r in required if r not in holders]
         since = now - incident.last_public_update_at if incident.last_public_update_at else None
         overdue = now - incident.next_update_at if incident.next_update_at and incident.next_update_at < now else None
@@ -496,12 +605,19 @@ async def overview(session: AsyncSession) -> list[Overview]:
 async def list_resolved(session: AsyncSession, *, limit: int = 50, offset: int = 0) -> list[Incident]:
     """Resolved incidents (postmortems included), newest first."""
     query = (
-        select(Incident).where(Incident.kind == Kind.incident,
-                               Incident.status.in_([IncidentStatus.resolved, IncidentStatus.postmortem]))
-        .options(selectinload(Incident.updates).selectinload(IncidentUpdate.affected),
-                 selectinload(Incident.components), selectinload(Incident.roles))
-        .order_by(Incident.created_at.desc()).limit(limit).offset(offset)
-    )  # fmt: skip
+        select(Incident)
+        .where(
+            Incident.kind == Kind.incident, Incident.status.in_([IncidentStatus.resolved, IncidentStatus.postmortem])
+        )
+        .options(
+            selectinload(Incident.updates).selectinload(IncidentUpdate.affected),
+            selectinload(Incident.components),
+            selectinload(Incident.roles),
+        )
+        .order_by(Incident.created_at.desc())
+        .limit(limit)
+        .offset(offset)
+    )
     return list(await session.scalars(query))
 
 

@@ -32,8 +32,12 @@ from crisisdesk.kit.errors import DomainError, InvalidInput
 
 router = APIRouter(include_in_schema=False)
 
-UPDATE_STATUSES = [IncidentStatus.investigating, IncidentStatus.identified, IncidentStatus.monitoring,
-                   IncidentStatus.resolved]  # fmt: skip
+UPDATE_STATUSES = [
+    IncidentStatus.investigating,
+    IncidentStatus.identified,
+    IncidentStatus.monitoring,
+    IncidentStatus.resolved,
+]
 ACTIVE_MAINTENANCE = (MaintenanceStatus.scheduled, MaintenanceStatus.in_progress, MaintenanceStatus.verifying)
 
 
@@ -49,20 +53,25 @@ def _status_of(failure: Failure | None) -> int:
 
 def component_choices(values: dict[str, Any]) -> dict[str, str]:
     """The ``component:<id>`` selects of a form that ask for a change ('' means no change)."""
-    return {key.split(":", 1)[1]: text(values, key) for key in values
-            if key.startswith("component:") and text(values, key)}  # fmt: skip
+    return {
+        key.split(":", 1)[1]: text(values, key) for key in values if key.startswith("component:") and text(values, key)
+    }
 
 
 @router.get("/console", response_class=HTMLResponse)
 async def dashboard(request: Request, actor: ConsoleReader, session: Tx) -> HTMLResponse:
     """The crisis at a glance: open incidents and their promises, maintenance, components."""
     rows = await service.overview(session)
-    maintenances = [m for m in await service.list_incidents(session, kind=Kind.maintenance, limit=50)
-                    if m.status in ACTIVE_MAINTENANCE and m.cancelled_at is None]  # fmt: skip
+    maintenances = [
+        m
+        for m in await service.list_incidents(session, kind=Kind.maintenance, limit=50)
+        if m.status in ACTIVE_MAINTENANCE and m.cancelled_at is None
+    ]
     maintenances.sort(key=lambda m: m.scheduled_for or m.created_at)
     components = await catalog.list_components(session)
-    return render(request, "console/dashboard.html", actor=actor, rows=rows, maintenances=maintenances,
-                  board=board(components))  # fmt: skip
+    return render(
+        request, "console/dashboard.html", actor=actor, rows=rows, maintenances=maintenances, board=board(components)
+    )
 
 
 @router.get("/console/incidents", response_class=HTMLResponse)
@@ -74,14 +83,22 @@ async def incidents_page(request: Request, actor: ConsoleReader, session: Tx) ->
     return render(request, "console/incidents.html", actor=actor, open_incidents=open_, closed_incidents=closed)
 
 
-async def _declare_page(request: Request, actor: Actor, session: AsyncSession, *,
-                        failure: Failure | None = None) -> HTMLResponse:  # fmt: skip
+async def _declare_page(
+    request: Request, actor: Actor, session: AsyncSession, *, failure: Failure | None = None
+) -> HTMLResponse:
     return render(
-        request, "console/incident_new.html", actor=actor, failure=failure, status_code=_status_of(failure),
-        policies=await policies.list_policies(session), board=board(await catalog.list_components(session)),
-        users=[u for u in await auth.list_users(session) if u.is_active], roles=list(IncidentRole),
-        statuses=list(ComponentStatus), severities=list(Severity),
-    )  # fmt: skip
+        request,
+        "console/incident_new.html",
+        actor=actor,
+        failure=failure,
+        status_code=_status_of(failure),
+        policies=await policies.list_policies(session),
+        board=board(await catalog.list_components(session)),
+        users=[u for u in await auth.list_users(session) if u.is_active],
+        roles=list(IncidentRole),
+        statuses=list(ComponentStatus),
+        severities=list(Severity),
+    )
 
 
 @router.get("/console/incidents/new", response_class=HTMLResponse)
@@ -95,23 +112,29 @@ async def declare(request: Request, actor: ConsoleWriter, session: Tx) -> Respon
     """Declare an incident from the form and open its page."""
     values = await form_values(request)
     try:
-        roles = {key.split(":", 1)[1]: text(values, key) for key in values
-                 if key.startswith("role:") and text(values, key)}  # fmt: skip
+        roles = {
+            key.split(":", 1)[1]: text(values, key) for key in values if key.startswith("role:") and text(values, key)
+        }
         declared = await service.declare(
-            session, actor, name=text(values, "name"), severity=text(values, "severity"),
-            body=text(values, "body"), status=text(values, "status") or IncidentStatus.investigating,
+            session,
+            actor,
+            name=text(values, "name"),
+            severity=text(values, "severity"),
+            body=text(values, "body"),
+            status=text(values, "status") or IncidentStatus.investigating,
             components=component_choices(values),
             next_update_at=parse_utc_input(text(values, "next_update_at"), field="next_update_at"),
             roles=roles,
-        )  # fmt: skip
+        )
     except DomainError as exc:
         await discard(session)
         return await _declare_page(request, actor, session, failure=_failed(exc, "declare", values))
     return see_other(f"/console/incidents/{declared.incident.id}")
 
 
-async def _incident_page(request: Request, actor: Actor, session: AsyncSession, incident_id: str, *,
-                         failure: Failure | None = None) -> HTMLResponse:  # fmt: skip
+async def _incident_page(
+    request: Request, actor: Actor, session: AsyncSession, incident_id: str, *, failure: Failure | None = None
+) -> HTMLResponse:
     incident = await service.get_incident(session, incident_id, kind=Kind.incident)
     users = await auth.list_users(session)
     policy = await policies.get_policy(session, Severity(incident.severity or Severity.SEV3))
@@ -120,14 +143,26 @@ async def _incident_page(request: Request, actor: Actor, session: AsyncSession, 
         history.setdefault(assignment.role, []).append(assignment)
     holders = {r.role: r.user_id for r in incident.roles if r.ended_at is None}
     return render(
-        request, "console/incident.html", actor=actor, incident=incident, failure=failure,
-        status_code=_status_of(failure), timeline=await service.timeline_of(session, incident.id),
-        updates={u.id: u for u in incident.updates}, users={u.id: u for u in users},
-        active_users=[u for u in users if u.is_active], policy=policy, roles=list(IncidentRole),
-        role_history=history, holders=holders, statuses=list(ComponentStatus), update_statuses=UPDATE_STATUSES,
-        severities=list(Severity), board=board(await catalog.list_components(session)),
+        request,
+        "console/incident.html",
+        actor=actor,
+        incident=incident,
+        failure=failure,
+        status_code=_status_of(failure),
+        timeline=await service.timeline_of(session, incident.id),
+        updates={u.id: u for u in incident.updates},
+        users={u.id: u for u in users},
+        active_users=[u for u in users if u.is_active],
+        policy=policy,
+        roles=list(IncidentRole),
+        role_history=history,
+        holders=holders,
+        statuses=list(ComponentStatus),
+        update_statuses=UPDATE_STATUSES,
+        severities=list(Severity),
+        board=board(await catalog.list_components(session)),
         affected={c.component_id for c in incident.components},
-    )  # fmt: skip
+    )
 
 
 @router.get("/console/incidents/{incident_id}", response_class=HTMLResponse)
@@ -136,8 +171,9 @@ async def incident_page(request: Request, incident_id: str, actor: ConsoleReader
     return await _incident_page(request, actor, session, incident_id)
 
 
-async def _act(request: Request, actor: Actor, session: AsyncSession, incident_id: str, form: str,
-               action: Any) -> Response:  # fmt: skip
+async def _act(
+    request: Request, actor: Actor, session: AsyncSession, incident_id: str, form: str, action: Any
+) -> Response:
     """Run one form's action on the incident; a refusal re-renders the page with the message."""
     values = await form_values(request)
     try:
@@ -158,8 +194,15 @@ async def post_update(request: Request, incident_id: str, actor: ConsoleWriter, 
     async def action(incident: Incident, values: dict[str, Any]) -> None:
         status = text(values, "status")
         next_update_at = parse_utc_input(text(values, "next_update_at"), field="next_update_at")
-        await service.post_update(session, actor, incident, status=status, body=text(values, "body"),
-                                  components=component_choices(values), next_update_at=next_update_at)  # fmt: skip
+        await service.post_update(
+            session,
+            actor,
+            incident,
+            status=status,
+            body=text(values, "body"),
+            components=component_choices(values),
+            next_update_at=next_update_at,
+        )
 
     return await _act(request, actor, session, incident_id, "update", action)
 
@@ -179,8 +222,9 @@ async def assign_role(request: Request, incident_id: str, actor: ConsoleWriter, 
     """Assign a role or hand it over; an empty choice frees it."""
 
     async def action(incident: Incident, values: dict[str, Any]) -> None:
-        await service.assign_role(session, actor, incident, role=text(values, "role"),
-                                  user_id=text(values, "user_id") or None)  # fmt: skip
+        await service.assign_role(
+            session, actor, incident, role=text(values, "role"), user_id=text(values, "user_id") or None
+        )
 
     return await _act(request, actor, session, incident_id, "roles", action)
 
@@ -190,8 +234,9 @@ async def change_severity(request: Request, incident_id: str, actor: ConsoleWrit
     """Raise or lower the severity, with the reason on the timeline."""
 
     async def action(incident: Incident, values: dict[str, Any]) -> None:
-        await service.change_severity(session, actor, incident, severity=text(values, "severity"),
-                                      reason=text(values, "reason"))  # fmt: skip
+        await service.change_severity(
+            session, actor, incident, severity=text(values, "severity"), reason=text(values, "reason")
+        )
 
     return await _act(request, actor, session, incident_id, "severity", action)
 
@@ -201,16 +246,25 @@ async def set_postmortem(request: Request, incident_id: str, actor: ConsoleWrite
     """Save the postmortem draft, or publish it."""
 
     async def action(incident: Incident, values: dict[str, Any]) -> None:
-        await service.set_postmortem(session, actor, incident, body=text(values, "postmortem_body"),
-                                     publish=text(values, "action") == "publish")  # fmt: skip
+        await service.set_postmortem(
+            session, actor, incident, body=text(values, "postmortem_body"), publish=text(values, "action") == "publish"
+        )
 
     return await _act(request, actor, session, incident_id, "postmortem", action)
 
 
-async def _severity_page(request: Request, actor: Actor, session: AsyncSession, *,
-                         failure: Failure | None = None) -> HTMLResponse:  # fmt: skip
-    return render(request, "console/severity.html", actor=actor, policies=await policies.list_policies(session),
-                  roles=list(IncidentRole), failure=failure, status_code=_status_of(failure))  # fmt: skip
+async def _severity_page(
+    request: Request, actor: Actor, session: AsyncSession, *, failure: Failure | None = None
+) -> HTMLResponse:
+    return render(
+        request,
+        "console/severity.html",
+        actor=actor,
+        policies=await policies.list_policies(session),
+        roles=list(IncidentRole),
+        failure=failure,
+        status_code=_status_of(failure),
+    )
 
 
 @router.get("/console/severity", response_class=HTMLResponse)
@@ -231,10 +285,15 @@ async def update_policy(request: Request, severity: str, actor: ConsoleAdmin, se
             cadence = int(raw)
         except ValueError:
             raise InvalidInput(f"{raw!r} is not a number of minutes", field="cadence_minutes") from None
-        await policies.update_policy(session, actor, parsed, cadence_minutes=cadence,
-                                     required_roles=as_list(values.get("required_roles")),
-                                     postmortem_required=bool(values.get("postmortem_required")),
-                                     description=values.get("description"))  # fmt: skip
+        await policies.update_policy(
+            session,
+            actor,
+            parsed,
+            cadence_minutes=cadence,
+            required_roles=as_list(values.get("required_roles")),
+            postmortem_required=bool(values.get("postmortem_required")),
+            description=values.get("description"),
+        )
     except DomainError as exc:
         await discard(session)
         return await _severity_page(request, actor, session, failure=_failed(exc, f"policy-{severity}", values))

@@ -56,8 +56,15 @@ def render(
 ) -> HTMLResponse:
     """Render a console page with the signed-in actor and the change watcher's health."""
     runtime = request.app.state.runtime
-    base = {"actor": actor, "watcher": runtime.watcher, "now": utcnow(), "path": request.url.path,
-            "status_labels": COMPONENT_STATUS_LABELS, "failure": None, "values": {}}  # fmt: skip
+    base = {
+        "actor": actor,
+        "watcher": runtime.watcher,
+        "now": utcnow(),
+        "path": request.url.path,
+        "status_labels": COMPONENT_STATUS_LABELS,
+        "failure": None,
+        "values": {},
+    }
     base.update(context)
     failure = base.get("failure")
     if isinstance(failure, Failure) and not base["values"]:

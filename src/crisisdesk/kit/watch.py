@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from sqlalchemy import func, select
 
@@ -33,7 +34,7 @@ class ChangeWatcher:
         self.listeners: list[Listener] = []
         self.healthy = True
         self.error: str | None = None
-        self.error_since = None
+        self.error_since: datetime | None = None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._queues: set[asyncio.Queue[set[str]]] = set()
@@ -69,9 +70,11 @@ class ChangeWatcher:
     async def check(self) -> set[str]:
         """Read changes newer than the last seen; dispatch and return their topics."""
         async with self.db.sessionmaker() as session:
-            rows = (await session.execute(
-                select(Change.id, Change.topic).where(Change.id > self.last_id).order_by(Change.id).limit(5000)
-            )).all()  # fmt: skip
+            rows = (
+                await session.execute(
+                    select(Change.id, Change.topic).where(Change.id > self.last_id).order_by(Change.id).limit(5000)
+                )
+            ).all()
         if not rows:
             return set()
         self.last_id = rows[-1].id
@@ -113,8 +116,14 @@ class ChangeWatcher:
                 try:
                     await connection.add_listener(CHANNEL, lambda *_: self._wake.set())
                     self._wake.set()  # catch up on what happened while not listening
-                    while not connection.is_closed():
-                        await asyncio.sleep(1)
+                    closed = asyncio.Event()
+                    connection.add_termination_listener(lambda _c, done=closed: done.set())
+                    while not closed.is_set():
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(closed.wait(), 10)
+                        if not closed.is_set():  # a silent network failure shows up here
+                            await asyncio.wait_for(connection.fetchval("SELECT 1"), 5)
+                    raise ConnectionError("the LISTEN connection was closed")
                 finally:
                     await connection.close()
             except asyncio.CancelledError:

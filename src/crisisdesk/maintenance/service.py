@@ -52,7 +52,9 @@ async def _set_planned_components(session: AsyncSession, m: Incident, component_
     for component_id in component_ids:
         component = await catalog.get_component(session, component_id, field=f"components.{component_id}")
         if component.is_group:
-            raise InvalidInput(f"{component.name!r} is a group; choose its components", field=f"components.{component_id}")
+            raise InvalidInput(
+                f"{component.name!r} is a group; choose its components", field=f"components.{component_id}"
+            )
     keep = set(component_ids)
     for link in list(m.components):
         if link.component_id not in keep:
@@ -61,8 +63,9 @@ async def _set_planned_components(session: AsyncSession, m: Incident, component_
     have = {link.component_id for link in m.components}
     for component_id in component_ids:
         if component_id not in have:
-            link = IncidentComponent(incident_id=m.id, component_id=component_id,
-                                     status=ComponentStatus.under_maintenance)
+            link = IncidentComponent(
+                incident_id=m.id, component_id=component_id, status=ComponentStatus.under_maintenance
+            )
             session.add(link)
             m.components.append(link)
 
@@ -84,19 +87,44 @@ async def schedule(
     name = incidents.check_name(name)
     body = incidents.check_body(body)
     _check_window(scheduled_for, scheduled_until, now)
-    m = Incident(number=await incidents.next_number(session), kind=Kind.maintenance, name=name,
-                 status=MaintenanceStatus.scheduled, impact=Impact.maintenance, created_at=now, updated_at=now,
-                 started_at=scheduled_for, scheduled_for=scheduled_for, scheduled_until=scheduled_until,
-                 auto_transition=auto_transition, created_by_id=actor.user_id)  # fmt: skip
+    m = Incident(
+        number=await incidents.next_number(session),
+        kind=Kind.maintenance,
+        name=name,
+        status=MaintenanceStatus.scheduled,
+        impact=Impact.maintenance,
+        created_at=now,
+        updated_at=now,
+        started_at=scheduled_for,
+        scheduled_for=scheduled_for,
+        scheduled_until=scheduled_until,
+        auto_transition=auto_transition,
+        created_by_id=actor.user_id,
+    )
     m.components, m.roles, m.updates = [], [], []
     session.add(m)
     await session.flush()
     await _set_planned_components(session, m, components)
-    await incidents.timeline(session, m, actor, "maintenance_scheduled",
-                             f"{actor.name} scheduled maintenance “{name}”",
-                             scheduled_for=scheduled_for.isoformat(), scheduled_until=scheduled_until.isoformat())
-    await incidents.add_update(session, actor, m, status=MaintenanceStatus.scheduled, body=body, components={},
-                               next_update_at=None, deliver_notifications=True, at=now)
+    await incidents.timeline(
+        session,
+        m,
+        actor,
+        "maintenance_scheduled",
+        f"{actor.name} scheduled maintenance “{name}”",
+        scheduled_for=scheduled_for.isoformat(),
+        scheduled_until=scheduled_until.isoformat(),
+    )
+    await incidents.add_update(
+        session,
+        actor,
+        m,
+        status=MaintenanceStatus.scheduled,
+        body=body,
+        components={},
+        next_update_at=None,
+        deliver_notifications=True,
+        at=now,
+    )
     await _plan_jobs(session, m)
     return m
 
@@ -140,11 +168,27 @@ async def edit(
     m.updated_at = now
     await _plan_jobs(session, m)
     if body:
-        await incidents.add_update(session, actor, m, status=m.status, body=incidents.check_body(body), components={},
-                                   next_update_at=None, deliver_notifications=True, at=now)
-    await incidents.timeline(session, m, actor, "maintenance_edited",
-                             f"{actor.name} edited the maintenance ({', '.join(changes) or 'no change'})",
-                             changes=changes, scheduled_for=new_for.isoformat(), scheduled_until=new_until.isoformat())
+        await incidents.add_update(
+            session,
+            actor,
+            m,
+            status=m.status,
+            body=incidents.check_body(body),
+            components={},
+            next_update_at=None,
+            deliver_notifications=True,
+            at=now,
+        )
+    await incidents.timeline(
+        session,
+        m,
+        actor,
+        "maintenance_edited",
+        f"{actor.name} edited the maintenance ({', '.join(changes) or 'no change'})",
+        changes=changes,
+        scheduled_for=new_for.isoformat(),
+        scheduled_until=new_until.isoformat(),
+    )
     events.record(session, events.PUBLIC)
     return m
 
@@ -157,11 +201,16 @@ async def start(session: AsyncSession, actor: Actor | None, m: Incident, *, body
     m.status = MaintenanceStatus.in_progress
     m.started_at = now
     await incidents.add_update(
-        session, actor, m, status=MaintenanceStatus.in_progress,
+        session,
+        actor,
+        m,
+        status=MaintenanceStatus.in_progress,
         body=body or "Scheduled maintenance is now in progress. We will provide updates as necessary.",
         components={link.component_id: ComponentStatus.under_maintenance for link in m.components},
-        next_update_at=None, deliver_notifications=True, at=now,
-    )  # fmt: skip
+        next_update_at=None,
+        deliver_notifications=True,
+        at=now,
+    )
     await incidents.timeline(session, m, actor, "maintenance_started", "Maintenance started")
     return m
 
@@ -176,10 +225,16 @@ async def complete(session: AsyncSession, actor: Actor | None, m: Incident, *, b
     m.status = MaintenanceStatus.completed
     m.resolved_at = now
     await incidents.add_update(
-        session, actor, m, status=MaintenanceStatus.completed,
+        session,
+        actor,
+        m,
+        status=MaintenanceStatus.completed,
         body=body or "The scheduled maintenance has been completed.",
-        components=restore, next_update_at=None, deliver_notifications=True, at=now,
-    )  # fmt: skip
+        components=restore,
+        next_update_at=None,
+        deliver_notifications=True,
+        at=now,
+    )
     await jobs.cancel(session, _job_key(m.id, "start"))
     await jobs.cancel(session, _job_key(m.id, "complete"))
     await incidents.timeline(session, m, actor, "maintenance_completed", "Maintenance completed")

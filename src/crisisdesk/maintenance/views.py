@@ -55,11 +55,25 @@ async def maintenance_list(request: Request, actor: ConsoleReader, session: Tx) 
     return render(request, "console/maintenance_list.html", actor=actor, current=current, past=past)
 
 
-async def _form_page(request: Request, actor: Actor, session: AsyncSession, *, maintenance: Incident | None,
-                     values: dict[str, Any], failure: Failure | None = None) -> HTMLResponse:  # fmt: skip
-    return render(request, "console/maintenance_form.html", actor=actor, maintenance=maintenance, values=values,
-                  board=board(await catalog.list_components(session)), failure=failure,
-                  status_code=200 if failure is None else int(failure.values.get("_status", 422)))  # fmt: skip
+async def _form_page(
+    request: Request,
+    actor: Actor,
+    session: AsyncSession,
+    *,
+    maintenance: Incident | None,
+    values: dict[str, Any],
+    failure: Failure | None = None,
+) -> HTMLResponse:
+    return render(
+        request,
+        "console/maintenance_form.html",
+        actor=actor,
+        maintenance=maintenance,
+        values=values,
+        board=board(await catalog.list_components(session)),
+        failure=failure,
+        status_code=200 if failure is None else int(failure.values.get("_status", 422)),
+    )
 
 
 @router.get("/console/maintenance/new", response_class=HTMLResponse)
@@ -76,30 +90,50 @@ async def create(request: Request, actor: ConsoleWriter, session: Tx) -> Respons
     values["components"] = as_list(values.get("components"))
     try:
         m = await service.schedule(
-            session, actor, name=text(values, "name"), body=text(values, "body"),
+            session,
+            actor,
+            name=text(values, "name"),
+            body=text(values, "body"),
             scheduled_for=_required_time(values, "scheduled_for"),
             scheduled_until=_required_time(values, "scheduled_until"),
-            components=values["components"], auto_transition=bool(values.get("auto_transition")),
-        )  # fmt: skip
+            components=values["components"],
+            auto_transition=bool(values.get("auto_transition")),
+        )
     except DomainError as exc:
         await discard(session)
-        return await _form_page(request, actor, session, maintenance=None, values=values,
-                                failure=_failed(exc, "maintenance", values))  # fmt: skip
+        return await _form_page(
+            request, actor, session, maintenance=None, values=values, failure=_failed(exc, "maintenance", values)
+        )
     return see_other(f"/console/maintenance/{m.id}")
 
 
-async def _detail(request: Request, actor: Actor, session: AsyncSession, maintenance_id: str, *,
-                  failure: Failure | None = None) -> HTMLResponse:  # fmt: skip
+async def _detail(
+    request: Request, actor: Actor, session: AsyncSession, maintenance_id: str, *, failure: Failure | None = None
+) -> HTMLResponse:
     m = await incidents.get_incident(session, maintenance_id, kind=Kind.maintenance)
-    values = failure.values if failure is not None and failure.form == "maintenance" else {
-        "name": m.name, "scheduled_for": utc_input(m.scheduled_for), "scheduled_until": utc_input(m.scheduled_until),
-        "components": [c.component_id for c in m.components],
-    }  # fmt: skip
+    values = (
+        failure.values
+        if failure is not None and failure.form == "maintenance"
+        else {
+            "name": m.name,
+            "scheduled_for": utc_input(m.scheduled_for),
+            "scheduled_until": utc_input(m.scheduled_until),
+            "components": [c.component_id for c in m.components],
+        }
+    )
     components = await catalog.list_components(session)
-    return render(request, "console/maintenance.html", actor=actor, maintenance=m, values=values,
-                  timeline=await incidents.timeline_of(session, m.id), board=board(components),
-                  names={c.id: c.name for c in components}, failure=failure,
-                  status_code=200 if failure is None else int(failure.values.get("_status", 422)))  # fmt: skip
+    return render(
+        request,
+        "console/maintenance.html",
+        actor=actor,
+        maintenance=m,
+        values=values,
+        timeline=await incidents.timeline_of(session, m.id),
+        board=board(components),
+        names={c.id: c.name for c in components},
+        failure=failure,
+        status_code=200 if failure is None else int(failure.values.get("_status", 422)),
+    )
 
 
 @router.get("/console/maintenance/{maintenance_id}", response_class=HTMLResponse)
@@ -108,8 +142,9 @@ async def detail(request: Request, maintenance_id: str, actor: ConsoleReader, se
     return await _detail(request, actor, session, maintenance_id)
 
 
-async def _act(request: Request, actor: Actor, session: AsyncSession, maintenance_id: str, form: str,
-               action: Any) -> Response:  # fmt: skip
+async def _act(
+    request: Request, actor: Actor, session: AsyncSession, maintenance_id: str, form: str, action: Any
+) -> Response:
     values = await form_values(request)
     try:
         m = await incidents.get_incident(session, maintenance_id, kind=Kind.maintenance)
@@ -138,9 +173,16 @@ async def edit(request: Request, maintenance_id: str, actor: ConsoleWriter, sess
             scheduled_until = None
         if "components_shown" not in values or set(components or []) == {c.component_id for c in m.components}:
             components = None
-        await service.edit(session, actor, m, name=text(values, "name"), scheduled_for=scheduled_for,
-                           scheduled_until=scheduled_until, components=components,
-                           body=text(values, "body") or None)  # fmt: skip
+        await service.edit(
+            session,
+            actor,
+            m,
+            name=text(values, "name"),
+            scheduled_for=scheduled_for,
+            scheduled_until=scheduled_until,
+            components=components,
+            body=text(values, "body") or None,
+        )
 
     return await _act(request, actor, session, maintenance_id, "maintenance", action)
 

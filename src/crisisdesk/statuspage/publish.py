@@ -33,16 +33,21 @@ async def ensure_page(session: AsyncSession, settings: Settings) -> StatusPage:
     return page
 
 
-async def publish(db: Database, settings: Settings, store: SiteStore | None = None, *, force: bool = False) -> int | None:
+async def publish(
+    db: Database, settings: Settings, store: SiteStore | None = None, *, force: bool = False
+) -> int | None:
     """Render and store a snapshot if the content changed; returns its version, or None."""
     async with db.session() as session:
         page = await ensure_page(session, settings)
-        await session.execute(update(StatusPage).where(StatusPage.id == page.id)
-                              .values(render_seq=StatusPage.render_seq + 1))  # fmt: skip
+        await session.execute(
+            update(StatusPage).where(StatusPage.id == page.id).values(render_seq=StatusPage.render_seq + 1)
+        )
         covers = await session.scalar(select(func.coalesce(func.max(Change.id), 0))) or 0
         site = await build_site(session, settings, page)
         payload, digest = site.pack()
-        latest = (await session.execute(select(Snapshot.id, Snapshot.digest).order_by(Snapshot.id.desc()).limit(1))).first()
+        latest = (
+            await session.execute(select(Snapshot.id, Snapshot.digest).order_by(Snapshot.id.desc()).limit(1))
+        ).first()
         if latest is not None and latest.digest == digest and not force:
             await session.execute(update(Snapshot).where(Snapshot.id == latest.id).values(covers_change_id=covers))
             version = None
@@ -62,9 +67,7 @@ async def publish(db: Database, settings: Settings, store: SiteStore | None = No
 async def stale(db: Database) -> bool:
     """Whether a public change is newer than the newest snapshot (a render was missed)."""
     async with db.sessionmaker() as session:
-        newest_public = await session.scalar(
-            select(func.max(Change.id)).where(Change.topic == events.PUBLIC)
-        )
+        newest_public = await session.scalar(select(func.max(Change.id)).where(Change.topic == events.PUBLIC))
         covered = await session.scalar(select(func.max(Snapshot.covers_change_id)))
     return newest_public is not None and (covered is None or newest_public > covered)
 

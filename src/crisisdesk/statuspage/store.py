@@ -31,8 +31,14 @@ class SiteFile:
     not_modified_headers: list[tuple[bytes, bytes]]
 
 
-COMPRESSIBLE = ("text/", "application/json", "application/javascript", "image/svg+xml",
-                "application/rss+xml", "application/atom+xml")  # fmt: skip
+COMPRESSIBLE = (
+    "text/",
+    "application/json",
+    "application/javascript",
+    "image/svg+xml",
+    "application/rss+xml",
+    "application/atom+xml",
+)
 
 
 def make_file(path: str, content_type: str, body: bytes, *, cache_control: str, cors: bool) -> SiteFile:
@@ -52,8 +58,13 @@ def make_file(path: str, content_type: str, body: bytes, *, cache_control: str, 
     headers = [ctype, (b"content-length", str(len(body)).encode()), *common, *vary]
     gzip_headers = None
     if gzip_body is not None:
-        gzip_headers = [ctype, (b"content-length", str(len(gzip_body)).encode()),
-                        (b"content-encoding", b"gzip"), *common, *vary]  # fmt: skip
+        gzip_headers = [
+            ctype,
+            (b"content-length", str(len(gzip_body)).encode()),
+            (b"content-encoding", b"gzip"),
+            *common,
+            *vary,
+        ]
     return SiteFile(path, content_type, body, gzip_body, etag, headers, gzip_headers, [*common, *vary])
 
 
@@ -97,8 +108,9 @@ class SiteStore:
         files = {}
         for path, (content_type, body) in site.files.items():
             cors = path.startswith("/api/") or path.endswith((".svg", ".js"))
-            files[path] = make_file(path, content_type, body,
-                                    cache_control=cache_control_for(path, self.max_age, self.swr), cors=cors)
+            files[path] = make_file(
+                path, content_type, body, cache_control=cache_control_for(path, self.max_age, self.swr), cors=cors
+            )
         self.files = files
         self.version = version
         return True
@@ -107,7 +119,7 @@ class SiteStore:
         async with self._changed:
             self._changed.notify_all()
 
-    async def wait_newer(self, version: int, timeout: float) -> int:
+    async def wait_newer(self, version: int, timeout: float) -> int:  # noqa: ASYNC109 - bounded SSE wait
         """Wait until a snapshot newer than ``version`` is installed, or the timeout passes."""
         async with self._changed:
             try:
