@@ -136,7 +136,7 @@ def server_command(port: int, workers: int, use_cli: bool) -> list[str]:
     return [
         str(BIN / "granian"),
         "--interface",
-        "asgi",
+        "rsgi",
         "--factory",
         "--workers",
         str(workers),
@@ -149,7 +149,7 @@ def server_command(port: int, workers: int, use_cli: bool) -> list[str]:
         HOST,
         "--port",
         str(port),
-        "crisisdesk.app:create_server_app",
+        "crisisdesk.server:create_rsgi_app",
     ]
 
 

@@ -191,10 +191,10 @@ def _serve(host: str, port: int, workers: int) -> None:
     out.print(f"Console             [bold]http://{host}:{port}/console[/]")
     out.print(f"API documentation   [bold]http://{host}:{port}/api/docs[/]")
     Server(
-        "crisisdesk.app:create_server_app",
+        "crisisdesk.server:create_rsgi_app",
         address=host,
         port=port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI,
         workers=workers,
         loop=Loops.uvloop,
         http=HTTPModes.http1,

@@ -115,7 +115,7 @@ def servers(url: str, ports: list[int], logs: Path) -> Iterator[list[subprocess.
                         [
                             str(GRANIAN),
                             "--interface",
-                            "asgi",
+                            "rsgi",
                             "--factory",
                             "--workers",
                             "1",
@@ -126,7 +126,7 @@ def servers(url: str, ports: list[int], logs: Path) -> Iterator[list[subprocess.
                             "127.0.0.1",
                             "--port",
                             str(port),
-                            "crisisdesk.app:create_server_app",
+                            "crisisdesk.server:create_rsgi_app",
                         ],
                         stdout=out,
                         stderr=subprocess.STDOUT,

@@ -29,6 +29,15 @@ class SiteFile:
     headers: list[tuple[bytes, bytes]]
     gzip_headers: list[tuple[bytes, bytes]] | None
     not_modified_headers: list[tuple[bytes, bytes]]
+    # The same headers as text, for granian's RSGI interface (crisisdesk.server).
+    etag_str: str
+    headers_str: list[tuple[str, str]]
+    gzip_str: list[tuple[str, str]] | None
+    not_modified_str: list[tuple[str, str]]
+
+
+def _text(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
 
 
 COMPRESSIBLE = (
@@ -65,7 +74,11 @@ def make_file(path: str, content_type: str, body: bytes, *, cache_control: str, 
             *common,
             *vary,
         ]
-    return SiteFile(path, content_type, body, gzip_body, etag, headers, gzip_headers, [*common, *vary])
+    not_modified = [*common, *vary]
+    return SiteFile(
+        path, content_type, body, gzip_body, etag, headers, gzip_headers, not_modified,
+        etag.decode(), _text(headers), _text(gzip_headers) if gzip_headers else None, _text(not_modified),
+    )  # fmt: skip
 
 
 @dataclass
