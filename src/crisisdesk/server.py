@@ -33,11 +33,14 @@ class _Lifespan:
         elif kind.startswith("lifespan.shutdown") and self.stopped and not self.stopped.done():
             self.stopped.set_result(message)
 
+    async def _run(self, scope: dict[str, Any]) -> None:
+        await self.app(scope, self.inbox.get, self._send)
+
     async def startup(self) -> None:
         loop = asyncio.get_running_loop()
         self.started, self.stopped = loop.create_future(), loop.create_future()
         scope = {"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.3"}, "state": {}}
-        self.task = loop.create_task(self.app(scope, self.inbox.get, self._send))
+        self.task = loop.create_task(self._run(scope))
         await self.inbox.put({"type": "lifespan.startup"})
         message = await self.started
         if message["type"] != "lifespan.startup.complete":
