@@ -87,22 +87,30 @@ def _environment() -> Environment:
 
 
 ENV = _environment()
-BAR_CLASS = {ComponentStatus.operational: "op"}
+# One letter per status keeps 90 bars per component small; a clean day has no class at all.
+BAR_CLASS = {
+    ComponentStatus.operational: "",
+    ComponentStatus.degraded_performance: "d",
+    ComponentStatus.partial_outage: "p",
+    ComponentStatus.major_outage: "m",
+    ComponentStatus.under_maintenance: "u",
+}
 
 
 def bar(day: Day) -> dict[str, str]:
-    """One uptime bar: its colour class and the text of its tooltip."""
+    """One uptime bar: its colour class and the text of its tooltip (empty on a clean day)."""
     date = day.day.strftime("%b %d, %Y")
     if day.percent is None or day.worst is None:
-        return {"cls": "none", "label": f"{date}: no data"}
+        return {"cls": "n", "label": f"{date}: no data"}
     problems = [
         f"{COMPONENT_LABELS[s].lower()} {format_duration(t)}"
         for s, t in sorted(day.seconds.items(), key=lambda st: -st[1])
-        if s != ComponentStatus.operational and t >= 30
+        if s != ComponentStatus.operational and t > 0
     ]
-    detail = "; ".join(problems) if problems else "no incidents"
-    label = f"{date}: {format_percent(day.percent)} uptime, {detail}"
-    return {"cls": BAR_CLASS.get(day.worst, day.worst.value), "label": label}
+    if not problems:
+        return {"cls": "", "label": ""}
+    label = f"{date}: {format_percent(day.percent)} uptime, {'; '.join(problems)}"
+    return {"cls": BAR_CLASS[day.worst] or "d", "label": label}
 
 
 def component_view(data: PublicData, component: Component) -> dict[str, Any]:
@@ -121,6 +129,8 @@ def component_view(data: PublicData, component: Component) -> dict[str, Any]:
         history = data.history.get(component.id, [])
         uptime = daily_uptime(history, now=data.now)
         view["bars"] = [bar(day) for day in uptime.days]
+        view["last_day"] = uptime.days[-1].day.isoformat() if uptime.days else ""
+        view["trouble_days"] = [b["label"] for b in view["bars"] if b["label"] and b["cls"] != "n"]
         view["percent"] = format_percent(uptime.percent)
         view["percent_30"] = format_percent(daily_uptime(history, now=data.now, days=30).percent)
     return view

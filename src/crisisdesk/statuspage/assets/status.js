@@ -30,6 +30,18 @@
   var current = main.innerHTML;
   localise(document);
 
+  // Clean days carry no tooltip in the markup (it keeps the page small); name their date on hover.
+  main.addEventListener("mouseover", function (event) {
+    var bar = event.target;
+    if (bar.tagName !== "I" || bar.title || !bar.parentNode.getAttribute) return;
+    var last = bar.parentNode.getAttribute("data-last-day");
+    if (!last) return;
+    var index = Array.prototype.indexOf.call(bar.parentNode.children, bar);
+    var day = new Date(last + "T00:00:00Z");
+    day.setUTCDate(day.getUTCDate() - (bar.parentNode.children.length - 1 - index));
+    bar.title = day.toISOString().slice(0, 10) + ": no downtime recorded";
+  });
+
   if (!("EventSource" in window) || !window.fetch || !window.DOMParser) return;
 
   function closedGroups() {
