@@ -131,8 +131,9 @@ async def test_every_endpoint_matches_the_reference_shapes(client: httpx.AsyncCl
             check_incident(f"{name}.scheduled_maintenances[{n}]", m, full=full, maintenance=True)
 
 
-async def test_endpoints_hold_the_right_incidents_and_maintenances(client: httpx.AsyncClient,
-                                                                   world: PublicWorld) -> None:
+async def test_endpoints_hold_the_right_incidents_and_maintenances(
+    client: httpx.AsyncClient, world: PublicWorld
+) -> None:
     bodies = await fetch_all(client)
     ids = {name: [i["id"] for i in body.get("incidents", body.get("scheduled_maintenances", []))]
            for name, body in bodies.items() if name not in ("status.json", "components.json")}  # fmt: skip
@@ -157,7 +158,11 @@ async def test_endpoints_hold_the_right_incidents_and_maintenances(client: httpx
     assert components[world.web.id]["status"] == "under_maintenance"
     assert components[world.billing.id]["group_id"] is None
     assert [c["id"] for c in bodies["components.json"]["components"]] == [
-        world.group.id, world.sso.id, world.web.id, world.billing.id]
+        world.group.id,
+        world.sso.id,
+        world.web.id,
+        world.billing.id,
+    ]
 
     incident = bodies["incidents/unresolved.json"]["incidents"][0]
     assert incident["status"] == "identified" and incident["impact"] == "critical"

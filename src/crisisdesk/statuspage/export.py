@@ -116,13 +116,18 @@ async def newest_version(db: Database) -> int:
         return int(await session.scalar(select(func.coalesce(func.max(Snapshot.id), 0))) or 0)
 
 
-async def export_static(db: Database, settings: Settings, out_dir: Path) -> int:
-    """Render the site now (stored as a snapshot if it changed) and write it; returns the file count."""
+async def _export(db: Database, settings: Settings, out_dir: Path) -> tuple[int, int]:
     await publishing.publish(db, settings)
     latest = await latest_snapshot(db)
     assert latest is not None, "publish stores a snapshot"
     version, site = latest
-    return await asyncio.to_thread(install_site, site, out_dir, version=version)
+    return version, await asyncio.to_thread(install_site, site, out_dir, version=version)
+
+
+async def export_static(db: Database, settings: Settings, out_dir: Path) -> int:
+    """Render the site now (stored as a snapshot if it changed) and write it; returns the file count."""
+    _, count = await _export(db, settings, out_dir)
+    return count
 
 
 async def watch_export(db: Database, settings: Settings, out_dir: Path, *, interval: float = 1.0) -> None:
@@ -130,8 +135,7 @@ async def watch_export(db: Database, settings: Settings, out_dir: Path, *, inter
 
     A database outage is logged and waited out; the last export stays in place meanwhile.
     """
-    await export_static(db, settings, out_dir)
-    exported = await newest_version(db)
+    exported, _ = await _export(db, settings, out_dir)
     failing = False
     while True:
         await asyncio.sleep(interval)

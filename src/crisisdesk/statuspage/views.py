@@ -22,8 +22,9 @@ def snapshot_event(version: int) -> str:
     return f"event: snapshot\ndata: {version}\n\n"
 
 
-async def snapshot_events(store: SiteStore, request: Request, *, ping: float = PING_SECONDS) -> AsyncIterator[str]:
+async def snapshot_events(store: SiteStore, request: Request, *, ping: float | None = None) -> AsyncIterator[str]:
     """The current version at once, then each newer one; a comment line when idle."""
+    ping = ping or PING_SECONDS
     version = store.version
     yield f"retry: {RETRY_MS}\n" + snapshot_event(version)
     while not await request.is_disconnected():
