@@ -38,10 +38,10 @@ async def publish(
 ) -> int | None:
     """Render and store a snapshot if the content changed; returns its version, or None."""
     async with db.session() as session:
+        # Write first: the lock is taken before anything is read, so this render sees every commit
+        # that finished before it, and a concurrent render waits for this one.
+        await session.execute(update(StatusPage).values(render_seq=StatusPage.render_seq + 1))
         page = await ensure_page(session, settings)
-        await session.execute(
-            update(StatusPage).where(StatusPage.id == page.id).values(render_seq=StatusPage.render_seq + 1)
-        )
         covers = await session.scalar(select(func.coalesce(func.max(Change.id), 0))) or 0
         site = await build_site(session, settings, page)
         payload, digest = site.pack()
