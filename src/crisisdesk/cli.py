@@ -202,6 +202,10 @@ def _serve(host: str, port: int, workers: int) -> None:
         log_access=False,
         factory=True,
         websockets=False,
+        # During a surge every worker may hold as many connections as the listen queue: granian's
+        # default (backlog / workers) lets an unevenly loaded worker leave connections unaccepted.
+        backlog=2048,
+        backpressure=2048,
     ).serve()
 
 
