@@ -18,7 +18,7 @@ from crisisdesk.config import Settings
 from crisisdesk.kit.db import Database
 from crisisdesk.statuspage import publish as publishing
 from crisisdesk.statuspage import views
-from tests.fixtures.auth import make_actor
+from tests.fixtures.auth import login, make_actor
 from tests.fixtures.incident import make_component, make_incident
 
 
@@ -102,16 +102,35 @@ async def _unreachable(db: Database, settings: Settings) -> AsyncIterator[None]:
 async def test_the_public_site_keeps_serving_when_the_database_is_unreachable(
     app: Any, client: httpx.AsyncClient, db: Database, settings: Settings
 ) -> None:
-    _, actor = await make_actor(db)
+    user, actor = await make_actor(db)
     async with db.session() as s:
         web = await make_component(s, "Web app")
         await make_incident(s, actor, name="Database trouble ahead", components={web.id: "partial_outage"})
+    await login(client, user.email)
     page = await client.get("/")
     summary = await client.get("/api/v2/summary.json")
     version = app.state.site.version
 
     async with _unreachable(db, settings):
         await _check_outage(app, client, db, settings, page, summary, version)
+        # The console says what is wrong instead of failing obscurely, and the watcher notices.
+        console = await client.get("/console", headers={"accept": "text/html"})
+        assert console.status_code == 503
+        assert "database is unreachable" in console.text and "last published snapshot" in console.text
+        api = await client.get("/api/v1/incidents")
+        assert api.status_code == 503 and api.json()["detail"][0]["type"] == "DatabaseUnavailable"
+        watcher = app.state.runtime.watcher
+        await _eventually(lambda: not watcher.healthy)
+        assert watcher.error
+    await _eventually(lambda: watcher.healthy)
+
+
+async def _eventually(condition: Any, timeout: float = 5.0) -> None:
+    """Wait for the background watcher (polling every 50 ms in tests) to reach a state."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "the watcher never got there"
+        await asyncio.sleep(0.02)
 
 
 async def _check_outage(

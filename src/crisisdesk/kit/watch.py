@@ -40,8 +40,10 @@ class ChangeWatcher:
         self._queues: set[asyncio.Queue[set[str]]] = set()
 
     async def start(self) -> None:
-        with contextlib.suppress(Exception):
+        try:
             await self._init_last_id()
+        except Exception as exc:  # start anyway: the public page serves from memory meanwhile
+            self._mark_down(exc)
         self._tasks.append(asyncio.create_task(self._poll_loop(), name="change-watcher"))
         if not self.db.is_sqlite:
             self._tasks.append(asyncio.create_task(self._listen_loop(), name="change-listener"))
@@ -88,6 +90,14 @@ class ChangeWatcher:
             queue.put_nowait(topics)
         return topics
 
+    def _mark_down(self, exc: Exception) -> None:
+        """Remember that the database cannot be reached; the console and /healthz show it."""
+        if self.healthy:
+            log.error("cannot read changes from the database: %s", exc)
+            self.error_since = utcnow()
+        self.healthy = False
+        self.error = f"{type(exc).__name__}: {exc}"[:500]
+
     async def _poll_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
@@ -96,11 +106,7 @@ class ChangeWatcher:
             try:
                 await self.check()
             except Exception as exc:  # the database is unreachable: report it and keep trying
-                if self.healthy:
-                    log.error("cannot read changes from the database: %s", exc)
-                    self.error_since = utcnow()
-                self.healthy = False
-                self.error = f"{type(exc).__name__}: {exc}"[:500]
+                self._mark_down(exc)
             else:
                 if not self.healthy:
                     log.warning("the database is reachable again")
