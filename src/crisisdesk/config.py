@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,11 +35,6 @@ class Settings(BaseSettings):
     )
     run_workers: bool = Field(default=True, description="Run the background workers inside the web process.")
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Largest request body accepted.")
-    snapshot_dir: Path | None = Field(
-        default=None,
-        description="If set, the last public snapshot is also kept here so a restarted process "
-        "can serve the page while the database is unreachable.",
-    )
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
