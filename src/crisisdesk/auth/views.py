@@ -183,14 +183,8 @@ async def create_user(request: Request, actor: ConsoleAdmin, session: Tx) -> Res
     except DomainError as exc:
         await discard(session)
         values.pop("password", None)
-        return await _users_page(request, actor, session, failure=_failed(exc, "user", values))
+        return await _users_page(request, actor, session, failure=failure_of(exc, "user", values))
     return await _users_page(request, actor, session, created=f"{user.name} ({user.email}) can now sign in.")
-
-
-def _failed(exc: DomainError, form: str, values: dict[str, object]) -> Failure:
-    failure = failure_of(exc, form, dict(values))
-    failure.values["_status"] = exc.status_code
-    return failure
 
 
 async def _keys_page(
@@ -236,7 +230,7 @@ async def create_api_key(request: Request, actor: ConsoleReader, session: Tx) ->
         _, secret = await service.create_api_key(session, actor, name=name, scopes=scopes)
     except DomainError as exc:
         await discard(session)
-        return await _keys_page(request, actor, session, failure=_failed(exc, "key", values))
+        return await _keys_page(request, actor, session, failure=failure_of(exc, "key", values))
     return await _keys_page(request, actor, session, secret=secret)
 
 

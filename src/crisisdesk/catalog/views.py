@@ -83,7 +83,5 @@ async def set_component_status(request: Request, component_id: str, actor: Conso
         if exc.field == "component_id":
             raise
         await discard(session)
-        failure = failure_of(exc, form, values)
-        failure.values["_status"] = exc.status_code
-        return await _page(request, actor, session, failure=failure)
+        return await _page(request, actor, session, failure=failure_of(exc, form, values))
     return see_other(f"/console/components#component-{component_id}")

@@ -41,12 +41,6 @@ UPDATE_STATUSES = [
 ACTIVE_MAINTENANCE = (MaintenanceStatus.scheduled, MaintenanceStatus.in_progress, MaintenanceStatus.verifying)
 
 
-def _failed(exc: DomainError, form: str, values: dict[str, Any]) -> Failure:
-    failure = failure_of(exc, form, values)
-    failure.values["_status"] = exc.status_code
-    return failure
-
-
 def _status_of(failure: Failure | None) -> int:
     return 200 if failure is None else int(failure.values.get("_status", 422))
 
@@ -128,7 +122,7 @@ async def declare(request: Request, actor: ConsoleWriter, session: Tx) -> Respon
         )
     except DomainError as exc:
         await discard(session)
-        return await _declare_page(request, actor, session, failure=_failed(exc, "declare", values))
+        return await _declare_page(request, actor, session, failure=failure_of(exc, "declare", values))
     return see_other(f"/console/incidents/{declared.incident.id}")
 
 
@@ -183,7 +177,7 @@ async def _act(
         if exc.field == "incident_id":
             raise
         await discard(session)
-        return await _incident_page(request, actor, session, incident_id, failure=_failed(exc, form, values))
+        return await _incident_page(request, actor, session, incident_id, failure=failure_of(exc, form, values))
     return see_other(f"/console/incidents/{incident_id}#{form}-form")
 
 
@@ -296,5 +290,5 @@ async def update_policy(request: Request, severity: str, actor: ConsoleAdmin, se
         )
     except DomainError as exc:
         await discard(session)
-        return await _severity_page(request, actor, session, failure=_failed(exc, f"policy-{severity}", values))
+        return await _severity_page(request, actor, session, failure=failure_of(exc, f"policy-{severity}", values))
     return see_other("/console/severity")

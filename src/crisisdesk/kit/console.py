@@ -48,7 +48,8 @@ def failure_of(exc: DomainError, form: str, values: dict[str, Any]) -> Failure:
     name = exc.field
     if name and name.startswith("components."):
         name = "component:" + name.split(".", 1)[1]
-    return Failure(form=form, message=exc.message, field=name, values=values)
+    # The status goes with the values so the page re-renders with the service's 4xx.
+    return Failure(form=form, message=exc.message, field=name, values={**values, "_status": exc.status_code})
 
 
 def render(

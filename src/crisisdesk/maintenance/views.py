@@ -32,12 +32,6 @@ from crisisdesk.maintenance import service
 router = APIRouter(include_in_schema=False)
 
 
-def _failed(exc: DomainError, form: str, values: dict[str, Any]) -> Failure:
-    failure = failure_of(exc, form, values)
-    failure.values["_status"] = exc.status_code
-    return failure
-
-
 def _required_time(values: dict[str, Any], name: str) -> Any:
     value = parse_utc_input(text(values, name), field=name)
     if value is None:
@@ -102,7 +96,7 @@ async def create(request: Request, actor: ConsoleWriter, session: Tx) -> Respons
     except DomainError as exc:
         await discard(session)
         return await _form_page(
-            request, actor, session, maintenance=None, values=values, failure=_failed(exc, "maintenance", values)
+            request, actor, session, maintenance=None, values=values, failure=failure_of(exc, "maintenance", values)
         )
     return see_other(f"/console/maintenance/{m.id}")
 
@@ -153,7 +147,7 @@ async def _act(
         if exc.field == "incident_id":
             raise
         await discard(session)
-        return await _detail(request, actor, session, maintenance_id, failure=_failed(exc, form, values))
+        return await _detail(request, actor, session, maintenance_id, failure=failure_of(exc, form, values))
     return see_other(f"/console/maintenance/{maintenance_id}")
 
 
