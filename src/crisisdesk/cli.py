@@ -182,14 +182,15 @@ def _incident_line(incident: Incident) -> str:
 # ---------------------------------------------------------------------------- serving
 
 
-def _serve(host: str, port: int, workers: int) -> None:
+def _serve(host: str, port: int, workers: int, *, announce: bool = True) -> None:
     from granian.constants import HTTPModes, Interfaces, Loops
     from granian.http import HTTP1Settings
     from granian.server import Server
 
-    out.print(f"Public status page  [bold]http://{host}:{port}/[/]")
-    out.print(f"Console             [bold]http://{host}:{port}/console[/]")
-    out.print(f"API documentation   [bold]http://{host}:{port}/api/docs[/]")
+    if announce:
+        out.print(f"Public status page  [bold]http://{host}:{port}/[/]")
+        out.print(f"Console             [bold]http://{host}:{port}/console[/]")
+        out.print(f"API documentation   [bold]http://{host}:{port}/api/docs[/]")
     Server(
         "crisisdesk.server:create_rsgi_app",
         address=host,
@@ -243,7 +244,7 @@ def demo(
         f"Database            {db.resolve()}" + ("  (seeded now)" if info.get("seeded") else "  (already seeded)"),
     ]
     out.print(Panel("\n".join(lines), title="crisisdesk demo", expand=False))
-    _serve(host, port, 1)
+    _serve(host, port, 1, announce=False)  # the panel above already said where
 
 
 async def _seed(settings: Settings) -> dict[str, object]:
