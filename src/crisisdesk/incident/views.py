@@ -19,6 +19,7 @@ from crisisdesk.incident import service
 from crisisdesk.incident.models import Incident, IncidentRole, IncidentStatus, Kind, MaintenanceStatus, Severity
 from crisisdesk.kit.console import (
     Failure,
+    act_on_form,
     as_list,
     discard,
     failure_of,
@@ -169,16 +170,19 @@ async def _act(
     request: Request, actor: Actor, session: AsyncSession, incident_id: str, form: str, action: Any
 ) -> Response:
     """Run one form's action on the incident; a refusal re-renders the page with the message."""
-    values = await form_values(request)
-    try:
-        incident = await service.get_incident(session, incident_id, kind=Kind.incident)
-        await action(incident, values)
-    except DomainError as exc:
-        if exc.field == "incident_id":
-            raise
-        await discard(session)
-        return await _incident_page(request, actor, session, incident_id, failure=failure_of(exc, form, values))
-    return see_other(f"/console/incidents/{incident_id}#{form}-form")
+
+    async def rerender(failure: Failure) -> Response:
+        return await _incident_page(request, actor, session, incident_id, failure=failure)
+
+    return await act_on_form(
+        request,
+        session,
+        form=form,
+        load=lambda: service.get_incident(session, incident_id, kind=Kind.incident),
+        action=action,
+        rerender=rerender,
+        done=f"/console/incidents/{incident_id}#{form}-form",
+    )
 
 
 @router.post("/console/incidents/{incident_id}/updates", response_class=HTMLResponse)

@@ -7,11 +7,12 @@ carries no offset; :func:`parse_utc_input` reads them as UTC and :func:`utc_inpu
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.kit.errors import DomainError, InvalidInput
@@ -119,6 +120,29 @@ def parse_utc_input(value: str, *, field: str) -> datetime | None:
 def utc_input(value: datetime | None) -> str:
     """A time as a datetime-local input value, in UTC."""
     return as_utc(value).strftime("%Y-%m-%dT%H:%M") if value else ""
+
+
+async def act_on_form(
+    request: Request,
+    session: AsyncSession,
+    *,
+    form: str,
+    load: Callable[[], Awaitable[Any]],
+    action: Callable[[Any, dict[str, Any]], Awaitable[None]],
+    rerender: Callable[[Failure], Awaitable[Response]],
+    done: str,
+    not_found_field: str = "incident_id",
+) -> Response:
+    """Run one form's action on a loaded object; a refusal rolls back and re-renders the page."""
+    values = await form_values(request)
+    try:
+        await action(await load(), values)
+    except DomainError as exc:
+        if exc.field == not_found_field:
+            raise  # the object itself is missing: the ordinary 404 page
+        await discard(session)
+        return await rerender(failure_of(exc, form, values))
+    return see_other(done)
 
 
 async def discard(session: AsyncSession) -> None:

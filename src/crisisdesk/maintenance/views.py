@@ -16,6 +16,7 @@ from crisisdesk.incident import service as incidents
 from crisisdesk.incident.models import Incident, Kind, MaintenanceStatus
 from crisisdesk.kit.console import (
     Failure,
+    act_on_form,
     as_list,
     discard,
     failure_of,
@@ -139,16 +140,18 @@ async def detail(request: Request, maintenance_id: str, actor: ConsoleReader, se
 async def _act(
     request: Request, actor: Actor, session: AsyncSession, maintenance_id: str, form: str, action: Any
 ) -> Response:
-    values = await form_values(request)
-    try:
-        m = await incidents.get_incident(session, maintenance_id, kind=Kind.maintenance)
-        await action(m, values)
-    except DomainError as exc:
-        if exc.field == "incident_id":
-            raise
-        await discard(session)
-        return await _detail(request, actor, session, maintenance_id, failure=failure_of(exc, form, values))
-    return see_other(f"/console/maintenance/{maintenance_id}")
+    async def rerender(failure: Failure) -> Response:
+        return await _detail(request, actor, session, maintenance_id, failure=failure)
+
+    return await act_on_form(
+        request,
+        session,
+        form=form,
+        load=lambda: incidents.get_incident(session, maintenance_id, kind=Kind.maintenance),
+        action=action,
+        rerender=rerender,
+        done=f"/console/maintenance/{maintenance_id}",
+    )
 
 
 @router.post("/console/maintenance/{maintenance_id}/edit", response_class=HTMLResponse)
