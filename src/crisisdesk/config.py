@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,62 @@ class Settings(BaseSettings):
     )
     run_workers: bool = Field(default=True, description="Run the background workers inside the web process.")
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Largest request body accepted.")
+
+    # Email (SMTP through aiosmtplib).
+    smtp_host: str = Field(default="localhost", description="SMTP server host.")
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP server port.")
+    smtp_security: Literal["none", "starttls", "tls"] = Field(
+        default="none", description="none, starttls (upgrade after connecting) or tls (implicit TLS, port 465)."
+    )
+    smtp_username: str | None = Field(default=None, description="SMTP login, if the server needs one.")
+    smtp_password: str | None = Field(default=None, description="SMTP password.")
+    smtp_from: str = Field(default="Acme Cloud Status <status@example.com>", description="Sender of every email.")
+    smtp_timeout: float = Field(default=30, gt=0, description="Seconds before an SMTP exchange times out.")
+    smtp_connections: int = Field(default=20, ge=1, le=500, description="SMTP connections kept open per worker.")
+    # SMS through the Twilio REST API (or anything that speaks it).
+    twilio_base_url: str = Field(default="https://api.twilio.com", description="Twilio API base URL.")
+    twilio_account_sid: str | None = Field(default=None, description="Twilio account SID; SMS is off without it.")
+    twilio_auth_token: str | None = Field(default=None, description="Twilio auth token.")
+    twilio_from: str | None = Field(default=None, description="Sending number (E.164) or messaging service SID.")
+    sms_events: list[str] = Field(
+        default=["create", "resolve", "maintenance_start"],
+        description="Which updates go out by SMS: create, update, resolve, maintenance_scheduled, "
+        "maintenance_start, maintenance_complete.",
+    )
+    # The installation's own social accounts: every public update is posted there.
+    mastodon_base_url: str | None = Field(
+        default=None, description="Mastodon instance URL, e.g. https://mastodon.social."
+    )
+    mastodon_token: str | None = Field(default=None, description="Mastodon access token (write:statuses).")
+    x_base_url: str = Field(default="https://api.x.com", description="X API base URL.")
+    x_token: str | None = Field(
+        default=None, description="X OAuth 2.0 user access token (tweet.write); off without it."
+    )
+    # Where next-update reminders for responders go on Slack (an incoming webhook URL).
+    responder_slack_webhook_url: str | None = Field(default=None, description="Slack incoming webhook for reminders.")
+    allow_private_webhooks: bool = Field(
+        default=False,
+        description="Allow webhook URLs on loopback and private addresses (tests, air-gapped installs).",
+    )
+    # The delivery ledger and its workers.
+    fanout_batch: int = Field(default=2000, ge=1, description="Deliveries a fan-out job writes per batch.")
+    delivery_batch: int = Field(default=500, ge=1, description="Deliveries a worker claims at a time.")
+    delivery_concurrency: int = Field(default=200, ge=1, description="Sends in flight per worker.")
+    delivery_lease_seconds: float = Field(
+        default=120, gt=0, description="How long a claimed delivery is held before another worker may take it."
+    )
+    delivery_give_up_hours: float = Field(default=24, gt=0, description="Retry a delivery for this long, then fail.")
+    endpoint_concurrency: int = Field(default=8, ge=1, description="Sends in flight to one webhook host per worker.")
+    breaker_failures: int = Field(default=5, ge=1, description="Consecutive failures that open a host's breaker.")
+    breaker_cooldown_seconds: float = Field(default=30, gt=0, description="How long an open breaker waits.")
+    webhook_timeout_seconds: float = Field(default=30, gt=0, description="Seconds a webhook receiver has to answer.")
+    # Subscribers.
+    signup_limit: int = Field(default=10, ge=1, description="Self-signups allowed per client address per window.")
+    signup_window_hours: float = Field(default=4, gt=0, description="The self-signup rate-limit window.")
+    quarantine_purge_days: float = Field(default=30, gt=0, description="Quarantined subscribers are purged after this.")
+    # The next-update promise.
+    reminder_lead_minutes: float = Field(default=5, gt=0, description="Remind responders this long before it is due.")
+    overdue_repeat_minutes: float = Field(default=10, gt=0, description="Repeat the overdue alarm this often.")
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

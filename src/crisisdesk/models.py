@@ -2,9 +2,11 @@
 
 from crisisdesk.auth import models as auth_models
 from crisisdesk.catalog import models as catalog_models
+from crisisdesk.comms import models as comms_models
 from crisisdesk.incident import models as incident_models
 from crisisdesk.kit import events, jobs
 from crisisdesk.kit.db import Base
+from crisisdesk.notify import models as notify_models
 from crisisdesk.statuspage import models as statuspage_models
 
 metadata = Base.metadata
@@ -12,9 +14,11 @@ metadata = Base.metadata
 __all__ = [
     "auth_models",
     "catalog_models",
+    "comms_models",
     "events",
     "incident_models",
     "jobs",
     "metadata",
+    "notify_models",
     "statuspage_models",
 ]

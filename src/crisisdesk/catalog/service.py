@@ -8,9 +8,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.catalog.models import SEVERITY_ORDER, Component, ComponentStatus, ComponentStatusChange, Region
-from crisisdesk.kit import events
+from crisisdesk.kit import events, jobs
 from crisisdesk.kit.errors import InvalidInput, NotFound
 from crisisdesk.kit.time import utcnow
+
+COMPONENT_FANOUT_JOB = "notify.component"  # notify registers the handler
 
 
 def parse_status(value: str, *, field: str = "status") -> ComponentStatus:
@@ -110,8 +112,14 @@ async def set_status(
     now = at or utcnow()
     component.status = status
     component.updated_at = now
-    session.add(
-        ComponentStatusChange(component_id=component.id, old_status=old, new_status=status, at=now, cause_id=cause_id)
+    change = ComponentStatusChange(
+        component_id=component.id, old_status=old, new_status=status, at=now, cause_id=cause_id
+    )
+    session.add(change)
+    await session.flush()
+    # Webhook subscribers hear of every component change (the Statuspage ``component_update``).
+    await jobs.schedule(
+        session, COMPONENT_FANOUT_JOB, now, key=f"fanout:component:{change.id}", payload={"change_id": change.id}
     )
     events.record(session, events.PUBLIC, "components")
     return old

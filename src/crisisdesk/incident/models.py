@@ -4,7 +4,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from crisisdesk.catalog.models import ComponentStatus
@@ -78,6 +78,9 @@ class SeverityPolicy(Base):
     cadence_minutes: Mapped[int]
     required_roles: Mapped[list[str]] = mapped_column(JSON, default=list)
     postmortem_required: Mapped[bool] = mapped_column(default=False)
+    # A public update written as free text (not from an approved template) needs the
+    # Communications Lead's or an admin's approval.
+    free_text_approval: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class Incident(Base):
@@ -153,6 +156,9 @@ class IncidentUpdate(Base):
     deliver_notifications: Mapped[bool] = mapped_column(default=True)
     next_update_at: Mapped[datetime | None]
     author_id: Mapped[str | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    # Set when the update was written from a pre-approved template (comms owns the template).
+    template_id: Mapped[str | None] = mapped_column(String(24))
+    approved_by_id: Mapped[str | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
 
     incident: Mapped[Incident] = relationship(back_populates="updates", lazy="raise")
     affected: Mapped[list[UpdateComponentChange]] = relationship(lazy="raise")
@@ -196,6 +202,27 @@ class TimelineEvent(Base):
     actor_id: Mapped[str | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
     summary: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class UpdatePromise(Base):
+    """A public update's promise of the next one, and whether it was kept.
+
+    Closed by the next public update (or the resolution); ``overdue_seconds`` feeds the review
+    metrics. Reminders and alarms are timers that comms runs.
+    """
+
+    __tablename__ = "update_promise"
+    __table_args__ = (Index("ix_update_promise_incident_kept", "incident_id", "kept_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    update_id: Mapped[str] = mapped_column(ForeignKey("incident_update.id", ondelete="CASCADE"))
+    due_at: Mapped[datetime]
+    kept_at: Mapped[datetime | None]
+    kept_by_update_id: Mapped[str | None] = mapped_column(ForeignKey("incident_update.id", ondelete="SET NULL"))
+    overdue_seconds: Mapped[int | None]
+    reminded_at: Mapped[datetime | None]
+    alarmed_at: Mapped[datetime | None]
 
 
 class IncidentCounter(Base):

@@ -23,6 +23,7 @@ DEFAULTS: dict[Severity, dict[str, object]] = {
             IncidentRole.support_lead,
         ],
         "postmortem_required": True,
+        "free_text_approval": True,
     },
     Severity.SEV2: {
         "label": "Major",
@@ -31,6 +32,7 @@ DEFAULTS: dict[Severity, dict[str, object]] = {
         "cadence_minutes": 30,
         "required_roles": [IncidentRole.incident_commander, IncidentRole.communications_lead],
         "postmortem_required": True,
+        "free_text_approval": True,
     },
     Severity.SEV3: {
         "label": "Minor",

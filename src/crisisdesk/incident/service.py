@@ -31,10 +31,11 @@ from crisisdesk.incident.models import (
     Severity,
     TimelineEvent,
     UpdateComponentChange,
+    UpdatePromise,
     Visibility,
 )
-from crisisdesk.kit import events
-from crisisdesk.kit.errors import Conflict, InvalidInput, NotFound
+from crisisdesk.kit import events, jobs
+from crisisdesk.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
 from crisisdesk.kit.render import markdown_to_html
 from crisisdesk.kit.time import utcnow
 
@@ -42,6 +43,9 @@ MAX_BODY = 20_000
 MAX_NAME = 300
 OPEN_INCIDENT_STATUSES = (IncidentStatus.investigating, IncidentStatus.identified, IncidentStatus.monitoring)
 DASHBOARD = "console"
+# Work this domain records for the ones above it (notify and comms register the handlers).
+FANOUT_JOB = "notify.fanout"
+PROMISE_JOB = "comms.promise"
 
 
 def incident_topic(incident_id: str) -> str:
@@ -247,8 +251,14 @@ async def add_update(
     next_update_at: datetime | None,
     deliver_notifications: bool,
     at: datetime,
+    template_id: str | None = None,
+    approved_by_id: str | None = None,
 ) -> IncidentUpdate:
-    """Store one public update and the component changes it makes (shared with maintenance)."""
+    """Store one public update and the component changes it makes (shared with maintenance).
+
+    In the same transaction it records the fan-out that will deliver the update on every
+    channel, and closes the previous next-update promise and opens the new one.
+    """
     row = IncidentUpdate(
         incident_id=incident.id,
         status=status,
@@ -261,10 +271,15 @@ async def add_update(
         deliver_notifications=deliver_notifications,
         next_update_at=next_update_at,
         author_id=actor.user_id if actor else None,
+        template_id=template_id,
+        approved_by_id=approved_by_id,
     )
     session.add(row)
     await session.flush()
     changes = await apply_components(session, incident, row, components, at=at)
+    if deliver_notifications:
+        await jobs.schedule(session, FANOUT_JOB, at, key=f"fanout:update:{row.id}", payload={"update_id": row.id})
+    await keep_promise(session, incident, row, at=at)
     incident.updated_at = at
     incident.last_public_update_at = at
     incident.next_update_at = next_update_at
@@ -281,6 +296,64 @@ async def add_update(
     )
     events.record(session, events.PUBLIC)
     return row
+
+
+async def keep_promise(session: AsyncSession, incident: Incident, update: IncidentUpdate, *, at: datetime) -> None:
+    """Close the open promise (kept now, perhaps late) and record the one this update makes."""
+    open_promises = await session.scalars(
+        select(UpdatePromise).where(UpdatePromise.incident_id == incident.id, UpdatePromise.kept_at.is_(None))
+    )
+    for promise in open_promises:
+        promise.kept_at = at
+        promise.kept_by_update_id = update.id
+        promise.overdue_seconds = max(0, int((at - promise.due_at).total_seconds()))
+        for timer in ("open", "remind", "overdue"):
+            await jobs.cancel(session, f"promise:{promise.id}:{timer}")
+    if update.next_update_at is None:
+        return
+    promise = UpdatePromise(incident_id=incident.id, update_id=update.id, due_at=update.next_update_at)
+    session.add(promise)
+    await session.flush()
+    # comms sets the reminder and the overdue alarm from its own settings.
+    await jobs.schedule(session, PROMISE_JOB, at, key=f"promise:{promise.id}:open", payload={"promise_id": promise.id})
+
+
+async def holds_role(session: AsyncSession, incident: Incident, user_id: str, role: IncidentRole) -> bool:
+    holder = await session.scalar(
+        select(RoleAssignment.user_id).where(
+            RoleAssignment.incident_id == incident.id, RoleAssignment.role == role, RoleAssignment.ended_at.is_(None)
+        )
+    )
+    return holder == user_id
+
+
+async def may_approve(session: AsyncSession, actor: Actor, incident: Incident) -> bool:
+    """Admins and the incident's Communications Lead approve public updates."""
+    if actor.can(Scope.admin):
+        return True
+    return await holds_role(session, incident, actor.user_id, IncidentRole.communications_lead)
+
+
+async def check_approval(
+    session: AsyncSession,
+    actor: Actor,
+    incident: Incident,
+    severity: Severity,
+    *,
+    template_id: str | None,
+    approved_by_id: str | None,
+) -> None:
+    """Refuse a free-text public update that the severity policy says needs approval."""
+    if template_id is not None or approved_by_id is not None:
+        return
+    policy = await policies.get_policy(session, severity)
+    if not policy.free_text_approval or await may_approve(session, actor, incident):
+        return
+    raise Forbidden(
+        f"a free-text public update on a {severity} incident needs approval by the Communications Lead "
+        "or an admin: submit it as a draft, or write it from an approved template",
+        field="body",
+    )
 
 
 @dataclass
@@ -302,8 +375,13 @@ async def declare(
     started_at: datetime | None = None,
     roles: Mapping[str, str] | None = None,
     deliver_notifications: bool = True,
+    template_id: str | None = None,
 ) -> Declared:
-    """Declare an incident with its first public update; it promises the next one."""
+    """Declare an incident with its first public update; it promises the next one.
+
+    On a severity whose policy asks for approval, a responder who is neither an admin nor the
+    named Communications Lead declares from an approved template.
+    """
     actor.require(Scope.write)
     now = utcnow()
     name = check_name(name)
@@ -316,6 +394,13 @@ async def declare(
     if started_at is not None and started_at > now:
         raise InvalidInput("started_at must not be in the future", field="started_at")
     policy = await policies.get_policy(session, severity)
+    lead = (roles or {}).get(IncidentRole.communications_lead)
+    if policy.free_text_approval and template_id is None and not actor.can(Scope.admin) and lead != actor.user_id:
+        raise Forbidden(
+            f"a free-text public update on a {severity} incident needs approval by the Communications Lead "
+            "or an admin: declare from an approved template, or name yourself Communications Lead",
+            field="body",
+        )
     incident = Incident(
         number=await next_number(session),
         kind=Kind.incident,
@@ -357,6 +442,7 @@ async def declare(
         next_update_at=promise,
         deliver_notifications=deliver_notifications,
         at=now,
+        template_id=template_id,
     )
     for role, user_id in (roles or {}).items():
         await assign_role(session, actor, incident, role=role, user_id=user_id)
@@ -373,8 +459,14 @@ async def post_update(
     components: Mapping[str, ComponentStatus | str] | None = None,
     next_update_at: datetime | None = None,
     deliver_notifications: bool = True,
+    template_id: str | None = None,
+    approved_by_id: str | None = None,
 ) -> IncidentUpdate:
-    """Post a public update; a resolving update puts the components back to operational."""
+    """Post a public update; a resolving update puts the components back to operational.
+
+    ``template_id`` marks an update written from an approved template; ``approved_by_id`` one
+    approved as a draft. Without either, the severity policy may require approval.
+    """
     actor.require(Scope.write)
     if incident.kind != Kind.incident:
         raise InvalidInput("use the maintenance actions for a scheduled maintenance", field="incident_id")
@@ -382,6 +474,14 @@ async def post_update(
     new_status = parse_status(status)
     body = check_body(body)
     next_update_at = check_next_update(next_update_at, now)
+    await check_approval(
+        session,
+        actor,
+        incident,
+        Severity(incident.severity or Severity.SEV3),
+        template_id=template_id,
+        approved_by_id=approved_by_id,
+    )
     was_open = incident.is_open
     if not was_open and new_status is IncidentStatus.resolved:
         raise Conflict("this incident is already resolved", field="status")
@@ -405,6 +505,8 @@ async def post_update(
         next_update_at=next_update_at,
         deliver_notifications=deliver_notifications,
         at=now,
+        template_id=template_id,
+        approved_by_id=approved_by_id,
     )
     incident.status = new_status
     if new_status is IncidentStatus.identified and incident.identified_at is None:

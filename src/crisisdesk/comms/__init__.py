@@ -1,0 +1,1 @@
+"""Templates, drafts and approvals, and the next-update promise."""

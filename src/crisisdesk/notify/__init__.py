@@ -1,0 +1,1 @@
+"""Subscribers, channels, and the delivery ledger that never loses a message."""
