@@ -9,14 +9,26 @@ import pytest
 
 from crisisdesk.auth.models import Role, Scope
 from crisisdesk.catalog.models import Component, ComponentStatusChange
+from crisisdesk.config import Settings
 from crisisdesk.incident.models import Incident, IncidentUpdate, RoleAssignment, TimelineEvent
 from crisisdesk.kit.db import Database
 from crisisdesk.kit.time import utcnow
 from tests.fixtures.api import count_rows, error_locs, error_text
 from tests.fixtures.auth import api_key_headers, make_actor
+from tests.fixtures.comms import allow_free_text
 from tests.fixtures.incident import make_component
 
 API = "/api/v1"
+
+
+@pytest.fixture(autouse=True)
+async def _free_text(settings: Settings) -> None:
+    """These tests are about the lifecycle; tests/comms covers who may publish free text."""
+    database = Database(settings.database_url)
+    try:
+        await allow_free_text(database)
+    finally:
+        await database.dispose()
 
 
 async def _component(db: Database, name: str = "Web app") -> str:

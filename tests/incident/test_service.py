@@ -158,7 +158,7 @@ async def test_roles_hand_over_with_history(db: Database) -> None:
             )
     async with db.session() as s:
         loaded = await incidents.get_incident(s, incident.id)
-        rows = sorted(loaded.roles, key=lambda r: r.assigned_at)
+        rows = sorted((r for r in loaded.roles if r.role == "incident_commander"), key=lambda r: r.assigned_at)
         assert [r.user_id for r in rows] == [alice.id, bob.id]
         assert rows[0].ended_at is not None and rows[1].ended_at is None
         summaries = [e.summary for e in await incidents.timeline_of(s, incident.id)]

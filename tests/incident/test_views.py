@@ -9,17 +9,30 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from sqlalchemy import func, select
 
 from crisisdesk.auth.models import Role
 from crisisdesk.catalog.models import Component
+from crisisdesk.config import Settings
 from crisisdesk.incident import service as incidents
 from crisisdesk.incident.models import Incident, IncidentUpdate, RoleAssignment, TimelineEvent
 from crisisdesk.kit.db import Database
 from crisisdesk.kit.time import utcnow
 from tests.fixtures.auth import make_actor
+from tests.fixtures.comms import allow_free_text
 from tests.fixtures.console import HTML, field_error, sign_in, utc_local
 from tests.fixtures.incident import make_component, make_incident
+
+
+@pytest.fixture(autouse=True)
+async def _free_text(settings: Settings) -> None:
+    """These tests are about the lifecycle; tests/comms covers who may publish free text."""
+    database = Database(settings.database_url)
+    try:
+        await allow_free_text(database)
+    finally:
+        await database.dispose()
 
 
 async def _declare(client: httpx.AsyncClient, csrf: str, **fields: str) -> httpx.Response:
