@@ -32,3 +32,7 @@ class Conflict(DomainError):
 
 class Forbidden(DomainError):
     status_code = 403
+
+
+class TooManyRequests(DomainError):
+    status_code = 429
