@@ -1,0 +1,949 @@
+"""Benchmark of the notification fan-out against bare clients sending the same messages.
+
+    .venv/bin/python bench/fanout.py [--quick] [--postgres URL] [--workers N]
+
+One run, one machine. An aiosmtpd sink and an HTTP receiver run in their own processes and
+count what arrives (per message id, so repeats show). First the baselines: a bare aiosmtplib
+client sends the same kind of message with connection reuse at 50 connections, and aiohttp and
+httpx POST the same kind of signed webhook body at concurrency 50, with no ledger at all. Then a
+fresh database (a temporary SQLite file, or a new PostgreSQL database created next to the one
+``--postgres`` names and dropped afterwards) is migrated, 100,000 email and 10,000 webhook
+subscribers are imported in bulk (10,000 + 1,000 with ``--quick``), ``crisisdesk worker``
+processes are started, and one update is published through the real incident service. The run
+is timed from the update's commit until the peers have received every message; each worker's
+peak resident memory is read from /proc.
+
+It prints a table, writes bench/results/fanout-<time>.json, and prints the figures as one JSON
+object on its last line. Every server listens on loopback only (the webhook receiver on several
+127.0.0.x addresses, so that the fan-out sees many endpoints, as it would in production) and
+every loop is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import os
+import platform
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+CONCURRENCY = 50  # the bare clients' connections / requests in flight
+WEBHOOK_HOSTS = 32  # 127.0.0.2 … 127.0.0.33: distinct endpoints for the per-endpoint limit
+TARGET_WALL_S = 120.0
+TARGET_RATIO = 0.6
+TARGET_RSS_MIB = 300.0
+SENDER = "Acme Cloud Status <status@example.com>"
+SENDER_ADDRESS = "status@example.com"
+
+
+@dataclass
+class Profile:
+    emails: int
+    webhooks: int
+    bare_smtp: int  # messages each bare client sends (bounded by time as well)
+    bare_http: int
+    bare_seconds: float  # stop a bare client after this long
+    fanout_timeout: float  # give up waiting for the last delivery after this long
+
+
+FULL = Profile(emails=100_000, webhooks=10_000, bare_smtp=20_000, bare_http=20_000, bare_seconds=30, fanout_timeout=900)
+QUICK = Profile(emails=10_000, webhooks=1_000, bare_smtp=5_000, bare_http=5_000, bare_seconds=8, fanout_timeout=90)
+
+
+# ---------------------------------------------------------------- peers (run in their own processes)
+
+
+class Tally:
+    """What a peer received: per message id, so a repeat is visible, with first and last arrival."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.seen: dict[str, int] = {}
+        self.total = 0
+        self.bytes = 0
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+
+    def add(self, key: str, size: int) -> None:
+        now = time.time()
+        self.total += 1
+        self.bytes += size
+        self.seen[key] = self.seen.get(key, 0) + 1
+        if self.first_at is None:
+            self.first_at = now
+        self.last_at = now
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "unique": len(self.seen),
+            "duplicates": self.total - len(self.seen),
+            "bytes": self.bytes,
+            "first_at": self.first_at,
+            "last_at": self.last_at,
+        }
+
+
+class HttpPeer(asyncio.Protocol):
+    """A minimal HTTP/1.1 keep-alive receiver: every POST is counted by ``webhook-id`` and answered 204.
+
+    ``GET /__stats`` answers the tally as JSON and ``POST /__reset`` clears it. Hand-written on
+    asyncio so that the receiver, not the sender, is never the bottleneck being measured.
+    """
+
+    def __init__(self, tally: Tally) -> None:
+        self.tally = tally
+        self.buffer = bytearray()
+        self.transport: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # uvloop's transports are not asyncio.Transport subclasses
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while self.transport is not None:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+            headers = dict(line.split(":", 1) for line in head[1:] if ":" in line)
+            headers = {k.strip().lower(): v.strip() for k, v in headers.items()}
+            length = int(headers.get("content-length", "0"))
+            if len(self.buffer) < end + 4 + length:
+                return
+            del self.buffer[: end + 4 + length]
+            method, path = head[0].split(" ")[:2]
+            self.transport.write(self.answer(method, path, headers, length))
+
+    def answer(self, method: str, path: str, headers: dict[str, str], length: int) -> bytes:
+        if path == "/__stats":
+            body = orjson.dumps(self.tally.as_dict())
+            return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+                len(body),
+                body,
+            )
+        if path == "/__reset":
+            self.tally.reset()
+        elif method == "POST":
+            self.tally.add(headers.get("webhook-id") or path, length)
+        return b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n"
+
+
+MESSAGE_ID = re.compile(rb"^message-id:\s*(\S+)", re.IGNORECASE | re.MULTILINE)
+
+
+class SinkHandler:
+    """aiosmtpd handler: counts each message by its Message-ID header (its recipient if none)."""
+
+    def __init__(self, tally: Tally) -> None:
+        self.tally = tally
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        content: bytes = envelope.original_content or envelope.content
+        found = MESSAGE_ID.search(content[:8192])
+        key = found.group(1).decode() if found else ",".join(envelope.rcpt_tos)
+        self.tally.add(key, len(content))
+        return "250 Message accepted"
+
+
+async def serve_peer(kind: str, port: int, stats_port: int, hosts: list[str]) -> None:
+    tally = Tally()
+    loop = asyncio.get_running_loop()
+    servers = []
+    if kind == "smtp":
+        from aiosmtpd.smtp import SMTP
+
+        handler = SinkHandler(tally)
+        servers.append(await loop.create_server(lambda: SMTP(handler, hostname="sink"), HOST, port, backlog=1024))
+        servers.append(await loop.create_server(lambda: HttpPeer(tally), HOST, stats_port))
+    else:
+        servers.append(await loop.create_server(lambda: HttpPeer(tally), hosts, port, backlog=1024))
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    for server in servers:
+        server.close()
+
+
+def run_peer(args: argparse.Namespace) -> int:
+    import uvloop
+
+    hosts = [HOST, *webhook_hosts()] if args.peer == "http" else [HOST]
+    uvloop.run(serve_peer(args.peer, args.port, args.stats_port, hosts))
+    return 0
+
+
+def webhook_hosts() -> list[str]:
+    return [f"127.0.0.{2 + i}" for i in range(WEBHOOK_HOSTS)]
+
+
+# ---------------------------------------------------------------- processes
+
+
+@dataclass
+class Proc:
+    name: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+
+@dataclass
+class Context:
+    profile: Profile
+    url: str
+    tmp: Path
+    port_base: int
+    workers: int
+    procs: list[Proc] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def smtp_port(self) -> int:
+        return self.port_base
+
+    @property
+    def smtp_stats_port(self) -> int:
+        return self.port_base + 1
+
+    @property
+    def http_port(self) -> int:
+        return self.port_base + 2
+
+
+def start(ctx: Context, name: str, command: list[str], env: dict[str, str] | None = None) -> Proc:
+    log = ctx.tmp / f"{name}.log"
+    with log.open("wb") as out:
+        # Its own session, so stopping it reaches whatever it started and nothing else.
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+        )
+    started = Proc(name, proc, log)
+    ctx.procs.append(started)
+    return started
+
+
+def stop(ctx: Context, proc: Proc) -> None:
+    if proc.proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.proc.pid, signal.SIGTERM)
+        try:
+            proc.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.proc.pid, signal.SIGKILL)
+            proc.proc.wait(timeout=5)
+    if proc in ctx.procs:
+        ctx.procs.remove(proc)
+
+
+def log_tail(proc: Proc, lines: int = 30) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(proc.log.read_text(errors="replace").splitlines()[-lines:])
+    return ""
+
+
+def port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS (now) and VmHWM (the peak) of one process, from /proc."""
+    found = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key = line.split(":", 1)[0]
+            if key in ("VmRSS", "VmHWM"):
+                found[key] = int(line.split()[1])
+    return found
+
+
+async def stats(port: int, host: str = HOST) -> dict[str, Any]:
+    """A peer's tally, over a plain socket (no client library in the measured processes' way)."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+    try:
+        writer.write(b"GET /__stats HTTP/1.1\r\nhost: peer\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        length = int(re.search(rb"content-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+        return orjson.loads(await asyncio.wait_for(reader.readexactly(length), 5))  # type: ignore[no-any-return]
+    finally:
+        writer.close()
+
+
+async def reset(port: int) -> None:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(HOST, port), 5)
+    try:
+        writer.write(b"POST /__reset HTTP/1.1\r\nhost: peer\r\ncontent-length: 0\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    finally:
+        writer.close()
+
+
+async def start_peers(ctx: Context) -> None:
+    me = str(Path(__file__).resolve())
+    smtp = [
+        sys.executable,
+        me,
+        "--peer",
+        "smtp",
+        "--port",
+        str(ctx.smtp_port),
+        "--stats-port",
+        str(ctx.smtp_stats_port),
+    ]
+    http = [sys.executable, me, "--peer", "http", "--port", str(ctx.http_port)]
+    peers = [start(ctx, "smtp-sink", smtp), start(ctx, "http-receiver", http)]
+    deadline = time.monotonic() + 30
+    for peer, port in zip(peers, (ctx.smtp_stats_port, ctx.http_port), strict=True):
+        while True:
+            if peer.proc.poll() is not None:
+                raise RuntimeError(f"{peer.name} exited:\n{log_tail(peer)}")
+            with contextlib.suppress(OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+                await stats(port)
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{peer.name} did not start:\n{log_tail(peer)}")
+            await asyncio.sleep(0.1)
+
+
+# ---------------------------------------------------------------- the same messages, sent bare
+
+
+def email_template() -> bytes:
+    """An update email as the email channel sends one: text + HTML, unsubscribe headers, a stable id.
+
+    Built once with the email package; each recipient's copy is the template with its address,
+    Message-ID and unsubscribe token put in (building an EmailMessage per recipient costs ~3 ms
+    here, more than the send itself).
+    """
+    msg = EmailMessage()
+    msg["From"] = SENDER
+    msg["To"] = "recipient-xxto"
+    msg["Subject"] = "[Acme Cloud] Investigating: Elevated error rates on the Public API"
+    msg["Date"] = format_datetime(datetime.now(UTC))
+    msg["Message-ID"] = "<xxid@status.example.com>"
+    unsubscribe = "https://status.example.com/subscriptions/xxtoken/unsubscribe"
+    msg["List-Unsubscribe"] = f"<{unsubscribe}>"
+    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    text = (
+        "Investigating: Some requests to the Public API fail with 503. We are investigating.\n\n"
+        "Affected: Public API (partial outage)\nNext update by 21:30 UTC.\n\n"
+        f"https://status.example.com/incidents/inc123\n\nUnsubscribe: {unsubscribe}\n"
+    )
+    msg.set_content(text, cte="7bit")
+    msg.add_alternative(
+        "<!doctype html><html><body><h1>Elevated error rates on the Public API</h1>"
+        "<p><strong>Investigating</strong> Some requests to the Public API fail with 503. "
+        "We are investigating.</p><ul><li>Public API: partial outage</li></ul>"
+        "<p>Next update by 21:30 UTC.</p>"
+        '<p><a href="https://status.example.com/incidents/inc123">View the incident</a> | '
+        f'<a href="{unsubscribe}">Unsubscribe</a></p></body></html>',
+        subtype="html",
+        cte="7bit",
+    )
+    return msg.as_bytes()
+
+
+EMAIL_TEMPLATE = email_template()
+
+
+def email_bytes(n: int) -> bytes:
+    token = secrets.token_urlsafe(24).encode()
+    return (
+        EMAIL_TEMPLATE.replace(b"recipient-xxto", b"bare%d@example.com" % n)
+        .replace(b"<xxid@", b"<bare%d.%s@" % (n, token[:12]))
+        .replace(b"xxtoken", token)
+    )
+
+
+def webhook_body(n: int) -> bytes:
+    """A Statuspage incident envelope of the size the webhook channel sends."""
+    now = datetime.now(UTC).isoformat()
+    update = {
+        "id": f"upd{n % 7}",
+        "status": "investigating",
+        "body": "Some requests to the Public API fail with 503. We are investigating.",
+        "incident_id": "inc123",
+        "created_at": now,
+        "updated_at": now,
+        "display_at": now,
+        "affected_components": [
+            {"code": "cmp1", "name": "Public API", "old_status": "operational", "new_status": "partial_outage"}
+        ],
+        "deliver_notifications": True,
+        "custom_tweet": None,
+        "tweet_id": None,
+    }
+    envelope = {
+        "meta": {
+            "unsubscribe": f"https://status.example.com/subscriptions/{secrets.token_urlsafe(24)}/unsubscribe",
+            "documentation": "https://status.example.com/docs/webhooks",
+            "generated_at": now,
+        },
+        "page": {"id": "page1", "status_indicator": "minor", "status_description": "Partial System Outage"},
+        "incident": {
+            "id": "inc123",
+            "name": "Elevated error rates on the Public API",
+            "status": "investigating",
+            "impact": "minor",
+            "created_at": now,
+            "updated_at": now,
+            "started_at": now,
+            "monitoring_at": None,
+            "resolved_at": None,
+            "shortlink": "https://status.example.com/incidents/inc123",
+            "page_id": "page1",
+            "incident_updates": [update],
+            "components": [{"id": "cmp1", "name": "Public API", "status": "partial_outage"}],
+        },
+    }
+    return orjson.dumps(envelope)
+
+
+def signed_headers(message_id: str, body: bytes, key: bytes) -> dict[str, str]:
+    timestamp = str(int(time.time()))
+    digest = hmac.new(key, f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return {
+        "content-type": "application/json",
+        "webhook-id": message_id,
+        "webhook-timestamp": timestamp,
+        "webhook-signature": "v1," + base64.b64encode(digest).decode(),
+    }
+
+
+async def bare_smtp(port: int, count: int, seconds: float) -> dict[str, Any]:
+    """aiosmtplib, 50 connections each reused for many messages, as fast as the sink accepts."""
+    import aiosmtplib
+
+    numbers = iter(range(count))
+    sent = errors = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    async def connection() -> None:
+        nonlocal sent, errors
+        client = aiosmtplib.SMTP(hostname=HOST, port=port, timeout=30)
+        await client.connect()
+        try:
+            for n in numbers:
+                if time.perf_counter() > deadline:
+                    break
+                try:
+                    await client.sendmail(SENDER_ADDRESS, [f"bare{n}@example.com"], email_bytes(n))
+                    sent += 1
+                except aiosmtplib.SMTPException:
+                    errors += 1
+        finally:
+            with contextlib.suppress(aiosmtplib.SMTPException):
+                await client.quit()
+
+    await asyncio.gather(*(connection() for _ in range(CONCURRENCY)))
+    elapsed = time.perf_counter() - started
+    return {"client": "aiosmtplib", "concurrency": CONCURRENCY, "sent": sent, "errors": errors, "seconds": elapsed}
+
+
+async def bare_http(library: str, port: int, count: int, seconds: float) -> dict[str, Any]:
+    """aiohttp or httpx POSTing signed webhook bodies at concurrency 50 to the receiver's hosts."""
+    hosts = webhook_hosts()
+    key = secrets.token_bytes(24)
+    numbers = iter(range(count))
+    sent = errors = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+
+    def request(n: int) -> tuple[str, bytes, dict[str, str]]:
+        body = webhook_body(n)
+        return f"http://{hosts[n % len(hosts)]}:{port}/hooks/{n}", body, signed_headers(f"msg_bare{n}", body, key)
+
+    if library == "aiohttp":
+        import aiohttp
+
+        connector = aiohttp.TCPConnector(limit=CONCURRENCY, limit_per_host=0)
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+
+            async def loop_aiohttp() -> None:
+                nonlocal sent, errors
+                for n in numbers:
+                    if time.perf_counter() > deadline:
+                        break
+                    url, body, headers = request(n)
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        sent += response.status < 300
+                        errors += response.status >= 300
+
+            await asyncio.gather(*(loop_aiohttp() for _ in range(CONCURRENCY)))
+    else:
+        import httpx
+
+        limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+
+            async def loop_httpx() -> None:
+                nonlocal sent, errors
+                for n in numbers:
+                    if time.perf_counter() > deadline:
+                        break
+                    url, body, headers = request(n)
+                    response = await client.post(url, content=body, headers=headers)
+                    sent += response.status_code < 300
+                    errors += response.status_code >= 300
+
+            await asyncio.gather(*(loop_httpx() for _ in range(CONCURRENCY)))
+    elapsed = time.perf_counter() - started
+    return {"client": library, "concurrency": CONCURRENCY, "sent": sent, "errors": errors, "seconds": elapsed}
+
+
+async def baselines(ctx: Context) -> dict[str, dict[str, Any]]:
+    """Each bare client alone, then what its peer counted (the receiving side is the truth)."""
+    profile = ctx.profile
+    runs = {
+        "smtp_aiosmtplib": (bare_smtp(ctx.smtp_port, profile.bare_smtp, profile.bare_seconds), ctx.smtp_stats_port),
+        "webhook_aiohttp": (
+            bare_http("aiohttp", ctx.http_port, profile.bare_http, profile.bare_seconds),
+            ctx.http_port,
+        ),
+        "webhook_httpx": (bare_http("httpx", ctx.http_port, profile.bare_http, profile.bare_seconds), ctx.http_port),
+    }
+    results = {}
+    for name, (run_bare, stats_port) in runs.items():
+        await reset(stats_port)
+        result = await run_bare
+        tally = await stats(stats_port)
+        result["received"] = tally["unique"]
+        result["per_s"] = round(tally["unique"] / result["seconds"], 1) if result["seconds"] else 0.0
+        result["seconds"] = round(result["seconds"], 2)
+        result["bytes_per_message"] = round(tally["bytes"] / max(1, tally["total"]))
+        results[name] = result
+        await reset(stats_port)
+    return results
+
+
+# ---------------------------------------------------------------- the fan-out through crisisdesk
+
+
+def bench_settings(url: str) -> Any:
+    from crisisdesk.config import Settings
+
+    return Settings(demo=True, database_url=url, run_workers=False, allow_private_webhooks=True)
+
+
+async def prepare(ctx: Context) -> dict[str, Any]:
+    """Migrate, add an admin and a component, import the subscribers in bulk as an admin would."""
+    from crisisdesk.auth import service as auth
+    from crisisdesk.auth.models import Role
+    from crisisdesk.catalog import service as catalog
+    from crisisdesk.kit import migrate
+    from crisisdesk.kit.db import Database
+    from crisisdesk.notify.importing import import_rows
+
+    started = time.perf_counter()
+    await asyncio.to_thread(migrate.upgrade, ctx.url)  # Alembic runs its own event loop
+    settings = bench_settings(ctx.url)
+    db = Database(ctx.url)
+    hosts = webhook_hosts()
+    rows: list[list[str]] = [["channel", "address"]]
+    rows += [["email", f"reader{n}@example.com"] for n in range(ctx.profile.emails)]
+    rows += [
+        ["webhook", f"http://{hosts[n % len(hosts)]}:{ctx.http_port}/hooks/{n}"] for n in range(ctx.profile.webhooks)
+    ]
+    try:
+        async with db.session() as session:
+            await auth.create_user(
+                session, email="admin@example.com", name="Ada Admin", role=Role.admin, password="bench-password-1"
+            )
+            await catalog.create_component(session, name="Public API")
+        imported_at = time.perf_counter()
+        async with db.session() as session:
+            report = await import_rows(session, settings, rows, confirmed=True)
+        import_s = time.perf_counter() - imported_at
+    finally:
+        await db.dispose()
+    if report.imported != ctx.profile.emails + ctx.profile.webhooks:
+        raise RuntimeError(f"import refused rows: {report.error_count} errors, first {report.errors[:3]}")
+    return {
+        "subscribers_imported": report.imported,
+        "import_s": round(import_s, 2),
+        "import_rows_per_s": round(report.imported / import_s),
+        "prepare_s": round(time.perf_counter() - started, 2),
+    }
+
+
+async def publish(ctx: Context) -> tuple[str, float]:
+    """Declare an incident through the real service (its first update notifies); returns (update id, commit time)."""
+    from crisisdesk.auth import service as auth
+    from crisisdesk.catalog import service as catalog
+    from crisisdesk.incident import service as incidents
+    from crisisdesk.kit.db import Database
+
+    db = Database(ctx.url)
+    try:
+        async with db.session() as session:
+            admin = (await auth.list_users(session))[0]
+            component = (await catalog.list_components(session))[0]
+            declared = await incidents.declare(
+                session,
+                auth.actor_for(admin),
+                name="Elevated error rates on the Public API",
+                severity="SEV2",
+                body="Some requests to the Public API fail with 503. We are investigating.",
+                components={component.id: "partial_outage"},
+                deliver_notifications=True,
+            )
+            update_id = declared.first_update.id
+        committed = time.time()
+    finally:
+        await db.dispose()
+    return update_id, committed
+
+
+async def ledger(ctx: Context, update_id: str) -> dict[str, Any]:
+    """Deliveries of the update by channel and state, and attempts per channel, from the database."""
+    from sqlalchemy import func, select
+
+    from crisisdesk.kit.db import Database
+    from crisisdesk.notify.models import Delivery, DeliveryAttempt
+
+    db = Database(ctx.url)
+    try:
+        async with db.session() as session:
+            states = (
+                await session.execute(
+                    select(Delivery.channel, Delivery.state, func.count())
+                    .where(Delivery.update_id == update_id)
+                    .group_by(Delivery.channel, Delivery.state)
+                )
+            ).all()
+            attempts = (
+                await session.execute(
+                    select(Delivery.channel, func.count())
+                    .join(DeliveryAttempt, DeliveryAttempt.delivery_id == Delivery.id)
+                    .where(Delivery.update_id == update_id)
+                    .group_by(Delivery.channel)
+                )
+            ).all()
+    finally:
+        await db.dispose()
+    result: dict[str, Any] = {}
+    for channel, state, count in states:
+        result.setdefault(str(channel), {})[str(state)] = count
+    for channel, count in attempts:
+        result.setdefault(str(channel), {})["attempts"] = count
+    return result
+
+
+def worker_env(ctx: Context) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRISISDESK_")}
+    return env | {
+        "CRISISDESK_DEMO": "true",
+        "CRISISDESK_DATABASE_URL": ctx.url,
+        "CRISISDESK_BASE_URL": "http://status.example.com",
+        "CRISISDESK_SMTP_HOST": HOST,
+        "CRISISDESK_SMTP_PORT": str(ctx.smtp_port),
+        "CRISISDESK_ALLOW_PRIVATE_WEBHOOKS": "true",
+    }
+
+
+async def start_workers(ctx: Context, profile_to: Path | None) -> list[Proc]:
+    workers = []
+    for i in range(ctx.workers):
+        command = [str(BIN / "crisisdesk"), "worker"]
+        if profile_to is not None and i == 0:
+            command = ["py-spy", "record", "--rate", "100", "--format", "speedscope", "-o", str(profile_to), "--"]
+            command += [str(BIN / "crisisdesk"), "worker"]
+        workers.append(start(ctx, f"worker-{i + 1}", command, worker_env(ctx)))
+    deadline = time.monotonic() + 60
+    for worker in workers:
+        while b"worker running" not in worker.log.read_bytes():
+            if worker.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{worker.name} did not start:\n{log_tail(worker)}")
+            await asyncio.sleep(0.1)
+    return workers
+
+
+def worker_pids(worker: Proc) -> list[int]:
+    """The worker's own pid, or under py-spy the crisisdesk process it started."""
+    from loadtools import process_tree
+
+    return [pid for pid in process_tree(worker.proc.pid) if b"crisisdesk" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+
+async def fanout(ctx: Context, profile_to: Path | None) -> dict[str, Any]:
+    """Publish one update with the workers running; watch the peers until every message arrived."""
+    from loadtools import cpu_seconds
+
+    expected = {"email": ctx.profile.emails, "webhook": ctx.profile.webhooks}
+    ports = {"email": ctx.smtp_stats_port, "webhook": ctx.http_port}
+    for port in ports.values():
+        await reset(port)
+    workers = await start_workers(ctx, profile_to)
+    pids = {w.name: worker_pids(w) for w in workers}
+    cpu_before = sum(cpu_seconds(w.proc.pid) for w in workers)
+    update_id, published = await publish(ctx)
+    peak: dict[str, int] = {}
+    samples: list[dict[str, Any]] = []
+    tallies: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + ctx.profile.fanout_timeout
+    while time.monotonic() < deadline:
+        tallies = {channel: await stats(port) for channel, port in ports.items()}
+        for name, worker_pid_list in pids.items():
+            for pid in worker_pid_list:
+                peak[name] = max(peak.get(name, 0), memory_kib(pid).get("VmHWM", 0))
+        samples.append({"t": round(time.time() - published, 1), **{c: t["unique"] for c, t in tallies.items()}})
+        if all(tallies[c]["unique"] >= n for c, n in expected.items()):
+            break
+        if all(w.proc.poll() is not None for w in workers):
+            raise RuntimeError(f"every worker exited:\n{log_tail(workers[0])}")
+        await asyncio.sleep(0.5)
+    cpu_s = sum(cpu_seconds(w.proc.pid) for w in workers) - cpu_before
+    await asyncio.sleep(1.0)  # anything still in flight lands, so duplicates are counted
+    tallies = {channel: await stats(port) for channel, port in ports.items()}
+    for worker in workers:
+        stop(ctx, worker)
+    channels = {}
+    for channel, tally in tallies.items():
+        last = tally["last_at"] or published
+        wall = max(1e-6, last - published)
+        channels[channel] = {
+            "expected": expected[channel],
+            "received": tally["unique"],
+            "duplicates": tally["duplicates"],
+            "first_after_s": None if tally["first_at"] is None else round(tally["first_at"] - published, 2),
+            "last_after_s": round(wall, 2),
+            "per_s": round(tally["unique"] / wall, 1),
+            "bytes_per_message": round(tally["bytes"] / max(1, tally["total"])),
+        }
+    done = all(c["received"] >= c["expected"] for c in channels.values())
+    return {
+        "update_id": update_id,
+        "complete": done,
+        "wall_s": round(max(c["last_after_s"] for c in channels.values()), 2) if done else None,
+        "channels": channels,
+        "workers": len(workers),
+        "worker_peak_rss_mib": {name: round(kib / 1024, 1) for name, kib in peak.items()},
+        "worker_cpu_s": round(cpu_s, 1),
+        "worker_cpu_ms_per_delivery": round(1000 * cpu_s / max(1, sum(expected.values())), 3),
+        "ledger": await ledger(ctx, update_id),
+        "progress": samples[:: max(1, len(samples) // 60)],
+    }
+
+
+# ---------------------------------------------------------------- the run
+
+
+def machine() -> dict[str, Any]:
+    from importlib.metadata import version
+
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        **{name: version(name) for name in ("aiosmtplib", "aiosmtpd", "aiohttp", "httpx", "sqlalchemy")},
+    }
+
+
+def targets(bare: dict[str, dict[str, Any]], run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    fastest = {
+        "email": bare["smtp_aiosmtplib"]["per_s"],
+        "webhook": max(bare["webhook_aiohttp"]["per_s"], bare["webhook_httpx"]["per_s"]),
+    }
+    result: dict[str, dict[str, Any]] = {
+        "wall_s": {
+            "target": f"< {TARGET_WALL_S:g}",
+            "value": run["wall_s"],
+            "met": run["wall_s"] is not None and run["wall_s"] < TARGET_WALL_S,
+        }
+    }
+    for channel, reference in fastest.items():
+        ratio = round(run["channels"][channel]["per_s"] / reference, 3) if reference else None
+        result[f"{channel}_ratio_to_bare"] = {
+            "target": f">= {TARGET_RATIO}",
+            "value": ratio,
+            "bare_per_s": reference,
+            "met": ratio is not None and ratio >= TARGET_RATIO and run["complete"],
+        }
+    peak = max(run["worker_peak_rss_mib"].values(), default=0.0)
+    result["worker_peak_rss_mib"] = {"target": f"< {TARGET_RSS_MIB:g}", "value": peak, "met": peak < TARGET_RSS_MIB}
+    return result
+
+
+def print_table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=120)
+    bare = Table(title="Bare clients, no ledger (receiving peer's count)")
+    for column in ("client", "concurrency", "received", "seconds", "per s", "bytes/msg"):
+        bare.add_column(column, justify="left" if column == "client" else "right")
+    for name, run in result["bare"].items():
+        bare.add_row(
+            name,
+            str(run["concurrency"]),
+            f"{run['received']:,}",
+            f"{run['seconds']:.2f}",
+            f"{run['per_s']:,.0f}",
+            str(run["bytes_per_message"]),
+        )
+    console.print(bare)
+    fan = result.get("fanout")
+    if fan:
+        table = Table(
+            title=f"Fan-out, {result['database']}, {fan['workers']} × crisisdesk worker, "
+            f"publish at t=0 (wall {fan['wall_s']} s)"
+        )
+        for column in ("channel", "expected", "received", "dupl.", "first s", "last s", "per s", "ledger"):
+            table.add_column(column, justify="left" if column in ("channel", "ledger") else "right")
+        for channel, run in fan["channels"].items():
+            table.add_row(
+                channel,
+                f"{run['expected']:,}",
+                f"{run['received']:,}",
+                str(run["duplicates"]),
+                str(run["first_after_s"]),
+                str(run["last_after_s"]),
+                f"{run['per_s']:,.0f}",
+                ", ".join(f"{k} {v:,}" for k, v in fan["ledger"].get(channel, {}).items()),
+            )
+        console.print(table)
+        console.print(
+            f"worker peak RSS {fan['worker_peak_rss_mib']} MiB; worker CPU {fan['worker_cpu_s']} s "
+            f"({fan['worker_cpu_ms_per_delivery']} ms per delivery); import {result['prepare']['import_s']} s "
+            f"({result['prepare']['import_rows_per_s']:,} rows/s)"
+        )
+        for name, target in result["targets"].items():
+            mark = "[green]met[/green]" if target["met"] else "[red]MISSED[/red]"
+            console.print(f"  {name}: {target['value']} (target {target['target']}) {mark}")
+    console.print(f"CPU idle just before the run: {result['cpu_idle_before_pct']}% (other work skews the figures)")
+    for note in result["notes"]:
+        console.print(f"  note: {note}")
+
+
+async def run(ctx: Context, *, baselines_only: bool, profile_to: Path | None) -> dict[str, Any]:
+    from loadtools import idle_percent
+
+    for port in (ctx.smtp_port, ctx.smtp_stats_port, ctx.http_port):
+        if not port_free(port):
+            raise RuntimeError(f"port {port} is in use; choose another --port-base")
+    result: dict[str, Any] = {
+        "benchmark": "fanout",
+        "quick": ctx.profile is QUICK,
+        "database": "postgresql" if ctx.url.startswith("postgresql") else "sqlite",
+        "subscribers": {"email": ctx.profile.emails, "webhook": ctx.profile.webhooks},
+        "cpu_idle_before_pct": idle_percent(),
+        "machine": machine(),
+    }
+    await start_peers(ctx)
+    result["bare"] = await baselines(ctx)
+    if not baselines_only:
+        result["prepare"] = await prepare(ctx)
+        result["fanout"] = await fanout(ctx, profile_to)
+        result["targets"] = targets(result["bare"], result["fanout"])
+    result["notes"] = ctx.notes
+    return result
+
+
+@contextlib.contextmanager
+def workspace(keep: bool) -> Iterator[Path]:
+    tmp = Path(tempfile.mkdtemp(prefix="crisisdesk-fanout-"))
+    try:
+        yield tmp
+    finally:
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="10,000 + 1,000 subscribers, under a minute")
+    parser.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="run on a new database on this PostgreSQL server (postgresql+asyncpg://user@host/db; "
+        "the database is created next to db and dropped at the end)",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="crisisdesk worker processes (default 1)")
+    parser.add_argument("--baselines-only", action="store_true", help="measure the bare clients only")
+    parser.add_argument("--py-spy", type=Path, metavar="FILE", help="record the first worker with py-spy (speedscope)")
+    parser.add_argument("--port-base", type=int, default=18500, help="first of the three loopback ports used")
+    parser.add_argument("--output", type=Path, help="default bench/results/fanout-<time>.json")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (database, logs)")
+    parser.add_argument("--peer", choices=["smtp", "http"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--stats-port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.peer:
+        return run_peer(args)
+    from statuspage import create_postgres_database, drop_postgres_database, raise_open_files
+
+    raise_open_files()
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    output = args.output or ROOT / "bench" / "results" / f"fanout-{stamp}.json"
+    with workspace(args.keep) as tmp:
+        pg_name = None
+        if args.postgres:
+            url, pg_name = asyncio.run(create_postgres_database(args.postgres))
+        else:
+            url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
+        profile = QUICK if args.quick else FULL
+        ctx = Context(profile=profile, url=url, tmp=tmp, port_base=args.port_base, workers=args.workers)
+        try:
+            result = asyncio.run(run(ctx, baselines_only=args.baselines_only, profile_to=args.py_spy))
+        finally:
+            for proc in list(ctx.procs):
+                stop(ctx, proc)
+            if pg_name is not None:
+                asyncio.run(drop_postgres_database(args.postgres, pg_name))
+        if args.keep:
+            result["workspace"] = str(tmp)
+    print_table(result)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
