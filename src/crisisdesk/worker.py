@@ -1,4 +1,4 @@
-"""The background worker: runs due jobs and keeps the public snapshot current.
+"""The background worker: runs due jobs, sends notifications, keeps the public snapshot current.
 
 It runs inside ``crisisdesk serve`` by default, or alone as ``crisisdesk worker`` (set
 CRISISDESK_RUN_WORKERS=false on the web processes then). Jobs are claimed with a lease, so any
@@ -8,12 +8,14 @@ number of workers can run side by side.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from crisisdesk.kit import metrics
 from crisisdesk.kit.runtime import Runtime
 from crisisdesk.kit.time import utcnow
 from crisisdesk.maintenance import service as maintenance
+from crisisdesk.notify import tasks as notify_tasks
 from crisisdesk.statuspage import publish as publishing
 from crisisdesk.statuspage.store import SiteStore
 
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 def register_tasks(runtime: Runtime) -> None:
     runtime.runner.register(maintenance.START, maintenance.run_start)
     runtime.runner.register(maintenance.COMPLETE, maintenance.run_complete)
+    notify_tasks.register(runtime)
 
 
 async def tick(runtime: Runtime, store: SiteStore | None, state: dict[str, object]) -> int:
@@ -36,6 +39,30 @@ async def tick(runtime: Runtime, store: SiteStore | None, state: dict[str, objec
 
 
 async def work_forever(runtime: Runtime, store: SiteStore | None, *, idle: float = 0.5) -> None:
+    """Run due jobs and the delivery worker side by side until cancelled."""
+    deliveries = asyncio.create_task(_deliver_forever(runtime), name="deliveries")
+    try:
+        await _jobs_forever(runtime, store, idle=idle)
+    finally:
+        deliveries.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await deliveries
+
+
+async def _deliver_forever(runtime: Runtime) -> None:
+    while True:
+        try:
+            await notify_tasks.deliver_forever(runtime)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Rows stay leased and are claimed again; the worker restarts with fresh connections.
+            metrics.WORKER_ERRORS.labels(stage="deliveries").inc()
+            log.exception("the delivery worker stopped; restarting it")
+            await asyncio.sleep(5)
+
+
+async def _jobs_forever(runtime: Runtime, store: SiteStore | None, *, idle: float) -> None:
     state: dict[str, object] = {}
     failing = False
     while True:

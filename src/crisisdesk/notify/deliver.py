@@ -1,0 +1,380 @@
+"""The delivery worker: claim due deliveries, send them through the channels, record the outcome.
+
+It streams rather than working batch by batch: up to ``delivery_concurrency`` sends are in
+flight, more rows are claimed as slots free, and results are written every ~0.2 s (or every
+``delivery_batch`` results) in one transaction. One endpoint (a webhook host, the SMTP server)
+cannot slow the others: each has its own concurrency limit, a cap on how many of its
+deliveries this worker holds (the excess goes back at once for another worker or later), and a
+circuit breaker that puts its deliveries back while it is failing, without counting an attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from crisisdesk.config import Settings
+from crisisdesk.kit import events, metrics
+from crisisdesk.kit.db import Database
+from crisisdesk.kit.jobs import worker_name
+from crisisdesk.kit.time import utcnow
+from crisisdesk.notify import ledger
+from crisisdesk.notify.channels.base import ChannelAdapter, Message, SendResult
+from crisisdesk.notify.ledger import Deferral, Outcome
+from crisisdesk.notify.models import AttemptOutcome, Channel, Delivery
+
+log = logging.getLogger(__name__)
+
+# A worker holds at most this many deliveries of one endpoint per send slot of that endpoint:
+# with a receiver that hangs until the timeout, the last one still starts well within its lease.
+HOLD_PER_SLOT = 2
+# How often an incident's console page is told that its delivery counts changed.
+TOPIC_INTERVAL = 1.0
+
+
+class Builder(Protocol):
+    """Renders claimed deliveries into messages; a delivery it cannot render is left out."""
+
+    async def build(self, session: AsyncSession, deliveries: Sequence[Delivery]) -> dict[int, Message]: ...
+
+
+@dataclass
+class _Breaker:
+    failures: int = 0
+    open_until: float = 0.0  # time.monotonic()
+
+
+@dataclass
+class _Item:
+    delivery: Delivery
+    message: Message
+    adapter: ChannelAdapter
+    endpoint: str
+    started: bool = False
+
+
+@dataclass
+class WorkerStats:
+    claimed: int = 0
+    sent: int = 0
+    deferred: int = 0
+    flushes: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+
+
+class DeliveryWorker:
+    """One process's sender. ``run_forever`` streams; ``run_once`` handles one claim (tests)."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        adapters: Mapping[Channel, ChannelAdapter],
+        builder: Builder,
+        *,
+        name: str | None = None,
+        idle: float = 0.25,
+        flush_interval: float = 0.2,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.adapters = dict(adapters)
+        self.builder = builder
+        self.name = name or f"{worker_name()}:deliver"
+        self.idle = idle
+        self.flush_interval = flush_interval
+        self.concurrency = settings.delivery_concurrency
+        self.batch = settings.delivery_batch
+        self.endpoint_limit = settings.endpoint_concurrency
+        self.endpoint_hold = settings.endpoint_concurrency * HOLD_PER_SLOT
+        # Past this, a send is guarded by the worker itself (a channel that ignores its timeout).
+        self.send_timeout = max(settings.webhook_timeout_seconds, settings.smtp_timeout) + 5
+        self.stats = WorkerStats()
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._endpoint_slots: dict[str, asyncio.Semaphore] = {}
+        self._held: Counter[str] = Counter()
+        self._held_total = 0
+        self._durations: dict[str, float] = {}  # moving average per endpoint, seconds
+        self._breakers: dict[str, _Breaker] = {}
+        self._outcomes: list[Outcome] = []
+        self._deferrals: list[Deferral] = []
+        self._tasks: dict[asyncio.Task[None], _Item] = {}
+        self._freed = asyncio.Event()
+        self._flush_now = asyncio.Event()
+        self._topics_at: dict[str, float] = {}
+        self._topics_due: set[str] = set()
+
+    # --------------------------------------------------------------------------- running
+
+    async def run_once(self) -> int:
+        """Claim one batch, send it all, write the results; returns how many rows were claimed."""
+        claimed = await self._claim(self.batch)
+        await self._accept(claimed)
+        if self._tasks:
+            await asyncio.gather(*self._tasks)
+        await self.flush(force_topics=True)
+        return len(claimed)
+
+    async def run_forever(self) -> None:
+        """Send until cancelled; on cancel, put back what has not started and record what has."""
+        flusher = asyncio.create_task(self._flush_loop(), name="delivery-flush")
+        try:
+            while True:
+                room = min(self.batch, 2 * self.concurrency - self._held_total)
+                if self._held_total >= self.concurrency or room <= 0:
+                    self._freed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._freed.wait(), self.idle)
+                    continue
+                try:
+                    claimed = await self._claim(room)
+                except Exception:
+                    metrics.WORKER_ERRORS.labels(stage="delivery_claim").inc()
+                    log.exception("claiming deliveries failed; retrying")
+                    await asyncio.sleep(2)
+                    continue
+                if claimed:
+                    await self._accept(claimed)
+                    if len(claimed) >= room:
+                        continue
+                await asyncio.sleep(self.idle)
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await self._shutdown()
+
+    async def close(self) -> None:
+        """Close every channel's connections."""
+        for adapter in self.adapters.values():
+            try:
+                await adapter.close()
+            except Exception:
+                log.exception("closing the %s channel failed", adapter.channel)
+
+    async def _shutdown(self, grace: float = 5.0) -> None:
+        waiting = [task for task, item in self._tasks.items() if not item.started and not task.done()]
+        for task in waiting:
+            item = self._tasks[task]
+            task.cancel()
+            self._defer(item.delivery, 0.0, "worker stopping")
+        started = [task for task, item in self._tasks.items() if item.started]
+        if started:
+            # Sends under way may finish; the rest stay leased and are sent again after the lease.
+            _, late = await asyncio.wait(started, timeout=grace)
+            for task in late:
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self.flush(force_topics=True)
+        except Exception:
+            log.exception("writing the last delivery results failed; their leases will run out and they resend")
+
+    # --------------------------------------------------------------------------- claiming
+
+    async def _claim(self, limit: int) -> list[Delivery]:
+        claimed = await ledger.claim(
+            self.db, worker=self.name, limit=limit, lease_seconds=self.settings.delivery_lease_seconds
+        )
+        self.stats.claimed += len(claimed)
+        return claimed
+
+    async def _accept(self, deliveries: Sequence[Delivery]) -> None:
+        """Render claimed rows and start their sends, or put them back / fail them at once."""
+        if not deliveries:
+            return
+        try:
+            async with self.db.sessionmaker() as session:
+                messages = await self.builder.build(session, deliveries)
+        except Exception as exc:
+            metrics.WORKER_ERRORS.labels(stage="delivery_render").inc()
+            log.exception("rendering %s deliveries failed", len(deliveries))
+            now = utcnow()
+            for delivery in deliveries:
+                self._finish(delivery, SendResult.retry("render", f"{type(exc).__name__}: {exc}"), now, 0.0, "-")
+            return
+        now = utcnow()
+        for delivery in deliveries:
+            adapter = self.adapters.get(Channel(delivery.channel))
+            message = messages.get(delivery.id)
+            if adapter is None:
+                result = SendResult.failed("config", f"the {delivery.channel} channel is not configured")
+                self._finish(delivery, result, now, 0.0, "-")
+                continue
+            if message is None:
+                self._finish(delivery, SendResult.failed(None, "nothing to send"), now, 0.0, "-")
+                continue
+            endpoint = adapter.endpoint(message)
+            wait = self._breaker_wait(endpoint)
+            if wait > 0:
+                self._defer(delivery, wait, f"{endpoint}: circuit open")
+                continue
+            if self._held[endpoint] >= self.endpoint_hold:
+                self._defer(delivery, self._backlog_wait(endpoint), f"{endpoint}: held enough")
+                continue
+            item = _Item(delivery, message, adapter, endpoint)
+            self._held[endpoint] += 1
+            self._held_total += 1
+            task = asyncio.create_task(self._send(item))
+            self._tasks[task] = item
+            task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        item = self._tasks.pop(task, None)
+        if item is None:
+            return
+        self._held[item.endpoint] -= 1
+        self._held_total -= 1
+        if self._held[item.endpoint] <= 0:
+            del self._held[item.endpoint]
+            self._endpoint_slots.pop(item.endpoint, None)
+        self._freed.set()
+
+    # ---------------------------------------------------------------------------- sending
+
+    async def _send(self, item: _Item) -> None:
+        slots = self._endpoint_slots.get(item.endpoint)
+        if slots is None:
+            slots = self._endpoint_slots[item.endpoint] = asyncio.Semaphore(self.endpoint_limit)
+        async with slots, self._slots:
+            wait = self._breaker_wait(item.endpoint)
+            if wait > 0:
+                self._defer(item.delivery, wait, f"{item.endpoint}: circuit open")
+                return
+            lease_left = (item.delivery.lease_until or utcnow()) - utcnow()
+            if lease_left < timedelta(seconds=self.send_timeout):
+                # Too late to finish under this lease: another worker could take the row meanwhile.
+                self._defer(item.delivery, 0.0, "lease too short to send")
+                return
+            item.started = True
+            started_at = utcnow()
+            clock = time.monotonic()
+            try:
+                result = await asyncio.wait_for(item.adapter.send(item.message), self.send_timeout)
+            except TimeoutError:
+                result = SendResult.retry("timeout", f"no answer within {self.send_timeout:g} s")
+            except Exception as exc:
+                log.exception("the %s channel raised while sending delivery %s", item.adapter.channel, item.delivery.id)
+                result = SendResult.retry("error", f"{type(exc).__name__}: {exc}")
+            duration = time.monotonic() - clock
+        self._observe(item.endpoint, result, duration)
+        self._finish(item.delivery, result, started_at, duration, item.endpoint)
+
+    def _finish(self, delivery: Delivery, result: SendResult, at: datetime, duration: float, endpoint: str) -> None:
+        channel = str(delivery.channel)
+        metrics.DELIVERIES.labels(channel=channel, outcome=result.outcome.value).inc()
+        metrics.DELIVERY_SECONDS.labels(channel=channel).observe(duration)
+        self.stats.sent += 1
+        self.stats.outcomes[result.outcome.value] += 1
+        if result.outcome != AttemptOutcome.delivered:
+            log.warning(
+                "delivery %s (%s, %s, attempt %s) via %s: %s %s %s%s",
+                delivery.id,
+                channel,
+                delivery.subject,
+                delivery.attempts,
+                endpoint,
+                result.outcome.value,
+                result.code or "",
+                result.summary,
+                " (address unreachable)" if result.unreachable else "",
+            )
+        self._outcomes.append(Outcome(delivery, result, at, duration))
+        if len(self._outcomes) >= self.batch:
+            self._flush_now.set()
+
+    def _defer(self, delivery: Delivery, seconds: float, reason: str) -> None:
+        metrics.DELIVERIES_DEFERRED.labels(reason=reason.rsplit(": ", 1)[-1]).inc()
+        self.stats.deferred += 1
+        self._deferrals.append(Deferral(delivery, utcnow() + timedelta(seconds=seconds), reason))
+
+    # ------------------------------------------------------------------ endpoints and breaker
+
+    def _breaker_wait(self, endpoint: str) -> float:
+        breaker = self._breakers.get(endpoint)
+        if breaker is None:
+            return 0.0
+        return max(0.0, breaker.open_until - time.monotonic())
+
+    def _backlog_wait(self, endpoint: str) -> float:
+        """Roughly when this worker will have room for the endpoint again (with jitter)."""
+        average = self._durations.get(endpoint, 0.05)
+        estimate = average * self._held[endpoint] / self.endpoint_limit
+        return min(60.0, max(1.0, estimate)) * random.uniform(1.0, 1.5)
+
+    def _observe(self, endpoint: str, result: SendResult, duration: float) -> None:
+        previous = self._durations.get(endpoint)
+        self._durations[endpoint] = duration if previous is None else 0.8 * previous + 0.2 * duration
+        failing = result.outcome == AttemptOutcome.retry or (
+            result.outcome == AttemptOutcome.failed and not result.unreachable
+        )
+        if not failing:
+            # A bad address says nothing about the endpoint; a success closes the breaker.
+            if result.outcome == AttemptOutcome.delivered:
+                self._breakers.pop(endpoint, None)
+            return
+        breaker = self._breakers.setdefault(endpoint, _Breaker())
+        breaker.failures += 1
+        if breaker.failures >= self.settings.breaker_failures and breaker.open_until <= time.monotonic():
+            breaker.open_until = time.monotonic() + self.settings.breaker_cooldown_seconds
+            metrics.BREAKER_OPENED.inc()
+            log.warning(
+                "circuit open for %s after %s failures in a row; its deliveries wait %g s",
+                endpoint,
+                breaker.failures,
+                self.settings.breaker_cooldown_seconds,
+            )
+
+    # --------------------------------------------------------------------------- flushing
+
+    async def _flush_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), self.flush_interval)
+            self._flush_now.clear()
+            try:
+                await self.flush()
+            except Exception:
+                metrics.WORKER_ERRORS.labels(stage="delivery_flush").inc()
+                log.exception("writing delivery results failed; keeping them to write again")
+                await asyncio.sleep(1)
+
+    async def flush(self, *, force_topics: bool = False) -> None:
+        """Write the results gathered so far in one transaction (kept for the next try on error)."""
+        outcomes, self._outcomes = self._outcomes, []
+        deferrals, self._deferrals = self._deferrals, []
+        if not outcomes and not deferrals and not self._topics_due:
+            return
+        try:
+            async with self.db.session() as session:
+                touched = await ledger.record(
+                    session, worker=self.name, settings=self.settings, outcomes=outcomes, deferrals=deferrals
+                )
+                topics = self._topics(touched, force=force_topics)
+                if topics:
+                    events.record(session, *topics)
+        except BaseException:
+            self._outcomes[:0] = outcomes
+            self._deferrals[:0] = deferrals
+            raise
+        self.stats.flushes += 1
+
+    def _topics(self, incidents: set[str], *, force: bool) -> list[str]:
+        """Incident topics to record now: at most one per incident per TOPIC_INTERVAL."""
+        self._topics_due.update(f"incident:{i}" for i in incidents)
+        now = time.monotonic()
+        ready = [t for t in self._topics_due if force or now - self._topics_at.get(t, 0.0) >= TOPIC_INTERVAL]
+        for topic in ready:
+            self._topics_at[topic] = now
+            self._topics_due.discard(topic)
+        return sorted(ready)
