@@ -24,6 +24,16 @@ PUBLIC_ROUTES = {
     ("GET", "/login"),
     ("POST", "/login"),
     ("GET", "/healthz"),
+    # Subscribing, confirming and managing a subscription: the token in the link is the key.
+    ("GET", "/subscribe"),
+    ("POST", "/subscribe"),
+    ("GET", "/subscribe/sms/{ref}"),
+    ("POST", "/subscribe/sms/{ref}"),
+    ("GET", "/subscriptions/{token}"),
+    ("POST", "/subscriptions/{token}"),
+    ("GET", "/subscriptions/{token}/confirm"),
+    ("GET", "/subscriptions/{token}/unsubscribe"),
+    ("POST", "/subscriptions/{token}/unsubscribe"),
 }
 PUBLIC_MOUNTS = {"/static"}
 # Served from the in-memory snapshot by PublicSiteMiddleware, in front of the routes.

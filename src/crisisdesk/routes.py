@@ -13,6 +13,8 @@ from crisisdesk.incident import api as incident_api
 from crisisdesk.incident import views as incident_views
 from crisisdesk.maintenance import api as maintenance_api
 from crisisdesk.maintenance import views as maintenance_views
+from crisisdesk.notify import api as subscribers_api
+from crisisdesk.notify import views as subscribers_views
 from crisisdesk.statuspage import views as statuspage_views
 
 
@@ -21,4 +23,6 @@ def include_all(app: FastAPI) -> None:
         app.include_router(module.router, prefix="/api/v1")
     for view_module in (statuspage_views, auth_views, incident_views, catalog_views, maintenance_views):
         app.include_router(view_module.router)
+    app.include_router(subscribers_api.router, prefix="/api/v1")
+    app.include_router(subscribers_views.router)
     app.include_router(health.router)
