@@ -77,7 +77,6 @@ class HttpChannel(ChannelAdapter):
         *,
         data: bytes | str | Mapping[str, str],
         headers: Mapping[str, str],
-        auth: aiohttp.BasicAuth | None = None,
     ) -> HttpAnswer | SendResult:
         """POST and read the answer; a :class:`SendResult` when there was none to read."""
         host, port = host_port(url)
@@ -85,7 +84,7 @@ class HttpChannel(ChannelAdapter):
         if problem:
             return SendResult.failed("refused", f"not sent: {problem}", unreachable=True)
         try:
-            async with self.http.post(url, data=data, headers=headers, auth=auth, timeout=self.timeout) as response:
+            async with self.http.post(url, data=data, headers=headers, timeout=self.timeout) as response:
                 body = await response.content.read(READ_LIMIT)
                 return HttpAnswer(response.status, body.decode("utf-8", "replace"), response.headers)
         except TimeoutError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import aiohttp
@@ -32,7 +33,8 @@ class SmsChannel(HttpChannel):
     ) -> None:
         super().__init__(http, timeout=timeout, allow_private=allow_private)
         self.url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
-        self.auth = aiohttp.BasicAuth(account_sid, auth_token)
+        credentials = base64.b64encode(f"{account_sid}:{auth_token}".encode()).decode()
+        self.headers = {"Accept": "application/json", "Authorization": f"Basic {credentials}"}
         # A messaging service SID ("MG…") lets Twilio pick the sending number.
         self.sender_field = "MessagingServiceSid" if sender.startswith("MG") else "From"
         self.sender = sender
@@ -42,7 +44,7 @@ class SmsChannel(HttpChannel):
 
     async def send(self, message: Message) -> SendResult:
         form = {"To": message.address, self.sender_field: self.sender, "Body": fit(plain(message.text))}
-        answer = await self.post(self.url, data=form, headers={"Accept": "application/json"}, auth=self.auth)
+        answer = await self.post(self.url, data=form, headers=self.headers)
         if isinstance(answer, SendResult):
             return answer
         return _read(answer)
