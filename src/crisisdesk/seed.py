@@ -17,6 +17,7 @@ from crisisdesk.auth import service as auth
 from crisisdesk.auth.models import Role, User
 from crisisdesk.catalog import service as catalog
 from crisisdesk.catalog.models import Component, ComponentStatus, ComponentStatusChange
+from crisisdesk.comms import library
 from crisisdesk.config import Settings
 from crisisdesk.incident import policy
 from crisisdesk.incident import service as incidents
@@ -327,6 +328,7 @@ async def seed_demo(db: Database, settings: Settings) -> dict[str, object]:
         for past in HISTORY:
             await _history_incident(session, past, components, users, now)
         admin = auth.actor_for(users[0])
+        await library.seed_library(session, admin)
         start = (now + timedelta(days=3)).replace(hour=22, minute=0, second=0, microsecond=0)
         await maintenance.schedule(
             session,

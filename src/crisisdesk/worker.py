@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import logging
 
+from crisisdesk.comms import tasks as comms_tasks
 from crisisdesk.kit import metrics
 from crisisdesk.kit.runtime import Runtime
 from crisisdesk.kit.time import utcnow
 from crisisdesk.maintenance import service as maintenance
+from crisisdesk.notify import subscribers
 from crisisdesk.notify import tasks as notify_tasks
 from crisisdesk.statuspage import publish as publishing
 from crisisdesk.statuspage.store import SiteStore
@@ -26,10 +28,17 @@ def register_tasks(runtime: Runtime) -> None:
     runtime.runner.register(maintenance.START, maintenance.run_start)
     runtime.runner.register(maintenance.COMPLETE, maintenance.run_complete)
     notify_tasks.register(runtime)
+    runtime.runner.register(subscribers.PURGE, subscribers.run_purge)
+    comms_tasks.register(runtime.runner, runtime.settings)
 
 
 async def tick(runtime: Runtime, store: SiteStore | None, state: dict[str, object]) -> int:
     """One pass: run due jobs, re-render a missed or day-old snapshot. Returns jobs run."""
+    if not state.get("purge_scheduled"):
+        # The hourly purge reschedules itself; this makes sure a first one exists.
+        async with runtime.db.session() as session:
+            await subscribers.ensure_purge_job(session)
+        state["purge_scheduled"] = True
     ran = await runtime.runner.run_due()
     today = utcnow().date()
     if state.get("day") != today or await publishing.stale(runtime.db):

@@ -1,0 +1,391 @@
+"""Operator-written message templates: typed variables, a sandbox, validation and measuring.
+
+Templates are Jinja2 run in a :class:`~jinja2.sandbox.SandboxedEnvironment` with
+``StrictUndefined``: a name that was not declared, an attribute the sandbox hides
+(``''.__class__``) or a missing value fails loudly at save time instead of rendering blank in
+front of customers. Only the email HTML variant autoescapes; the other variants are plain text
+or Markdown, where escaping would show ``&amp;`` to readers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import nh3
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+from crisisdesk.kit.errors import InvalidInput
+from crisisdesk.notify.smstext import measure
+
+# The variables every template may declare, and their types; operators add their own text ones.
+KNOWN_VARIABLES: dict[str, str] = {
+    "components": "components",
+    "start_time": "datetime",
+    "workaround": "text",
+    "next_update_at": "datetime",
+    "eta": "eta",
+    "incident_url": "url",
+    "status_page_url": "url",
+    "incident_name": "text",
+}
+VARIABLE_TYPES = ("components", "datetime", "text", "url", "eta")
+CUSTOM_TYPE = "text"
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+MAX_VARIABLES = 30
+MAX_VALUE = 2000
+
+# Every variant a template has, in the order forms and previews show them.
+VARIANTS: dict[str, str] = {
+    "title": "Incident title",
+    "body": "Status page (Markdown)",
+    "email_subject": "Email subject",
+    "email_html": "Email HTML",
+    "email_text": "Email plain text",
+    "sms": "SMS",
+    "slack": "Slack",
+    "teams": "Microsoft Teams",
+    "social": "Social post",
+}
+REQUIRED_VARIANTS = ("title", "body")
+MAX_SOURCE = 20_000
+MAX_OUTPUT = 50_000
+SOCIAL_LIMIT = 280
+SOCIAL_URL_WEIGHT = 23  # X and Mastodon count every link as 23 characters
+SUBJECT_LIMIT = 200
+TITLE_LIMIT = 300
+_URL = re.compile(r"https?://\S+")
+
+
+class _Sandbox(SandboxedEnvironment):
+    """The sandbox, with string and list repetition and powers bounded (a template cannot eat memory)."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "**" and isinstance(right, int | float) and abs(right) > 64:
+            raise SecurityError("exponent too large in a template")
+        if operator_name == "*":
+            sized = isinstance(left, str | list | tuple) or isinstance(right, str | list | tuple)
+            count = right if isinstance(right, int) else left if isinstance(left, int) else 0
+            if sized and count > 1000:
+                raise SecurityError("repetition too large in a template")
+        return super().call_binop(context, operator_name, left, right)
+
+
+def _tz(settings_zone: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(settings_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("Etc/UTC")
+
+
+def _zone_label(value: datetime) -> str:
+    name = value.tzname() or "UTC"
+    return "UTC" if name in ("UTC", "GMT") else name
+
+
+def _make_env(*, autoescape: bool, zone: ZoneInfo) -> _Sandbox:
+    env = _Sandbox(undefined=StrictUndefined, autoescape=autoescape)
+    # No globals: range(), lipsum() and cycler() are of no use in a message and only widen the surface.
+    env.globals.clear()
+
+    def local(value: Any) -> datetime | None:
+        if isinstance(value, datetime):
+            aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+            return aware.astimezone(zone)
+        return None
+
+    def as_time(value: Any) -> str:
+        moment = local(value)
+        return f"{moment:%H:%M} {_zone_label(moment)}" if moment else str(value or "")
+
+    def as_datetime(value: Any) -> str:
+        moment = local(value)
+        return f"{moment:%d %b %Y, %H:%M} {_zone_label(moment)}" if moment else str(value or "")
+
+    def as_date(value: Any) -> str:
+        moment = local(value)
+        return f"{moment:%d %b %Y}" if moment else str(value or "")
+
+    env.filters["time"] = as_time
+    env.filters["datetime"] = as_datetime
+    env.filters["date"] = as_date
+    return env
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    type: str
+    label: str
+    required: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "label": self.label, "required": self.required}
+
+
+def parse_variables(raw: Sequence[Mapping[str, Any]] | None) -> list[Variable]:
+    """Check the declared variables: known names keep their type, custom names are text."""
+    items = list(raw or [])
+    if len(items) > MAX_VARIABLES:
+        raise InvalidInput(f"at most {MAX_VARIABLES} variables", field="variables")
+    seen: set[str] = set()
+    parsed = []
+    for index, item in enumerate(items):
+        name = str(item.get("name", "")).strip()
+        where = f"variables.{index}"
+        if not NAME_PATTERN.match(name):
+            raise InvalidInput(
+                f"{name!r} is not a variable name: use lower-case letters, digits and _ (at most 40)",
+                field=f"{where}.name",
+            )
+        if name in seen:
+            raise InvalidInput(f"variable {name!r} is declared twice", field=f"{where}.name")
+        seen.add(name)
+        known = KNOWN_VARIABLES.get(name)
+        kind = str(item.get("type") or known or CUSTOM_TYPE)
+        if known is not None and kind != known:
+            raise InvalidInput(f"{name!r} is a {known} variable, not {kind!r}", field=f"{where}.type")
+        if known is None and kind != CUSTOM_TYPE:
+            raise InvalidInput(
+                f"custom variable {name!r} must be text; typed variables are: {', '.join(KNOWN_VARIABLES)}",
+                field=f"{where}.type",
+            )
+        label = str(item.get("label") or name.replace("_", " ").capitalize())[:120]
+        parsed.append(Variable(name, kind, label, bool(item.get("required", False))))
+    return parsed
+
+
+def sample_values(variables: Sequence[Variable], *, now: datetime | None = None) -> dict[str, Any]:
+    """Typed stand-ins for a trial render and for the preview of an empty form."""
+    moment = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
+    samples: dict[str, Any] = {
+        "components": ["Sign-in (SSO)", "Web app"],
+        "start_time": moment - timedelta(minutes=20),
+        "next_update_at": moment + timedelta(minutes=30),
+        "eta": moment + timedelta(hours=2),
+        "incident_url": "https://status.example.com/incidents/inc_example",
+        "status_page_url": "https://status.example.com/",
+        "incident_name": "Sign-in failures for SSO users",
+        "workaround": "Sign in with a password instead.",
+    }
+    return {v.name: samples.get(v.name, f"[{v.label}]") for v in variables}
+
+
+def empty_value(kind: str) -> Any:
+    if kind == "components":
+        return []
+    if kind in ("datetime", "eta"):
+        return None
+    return ""
+
+
+def coerce_values(variables: Sequence[Variable], values: Mapping[str, Any]) -> dict[str, Any]:
+    """Check values against the declared types; missing optional ones render empty."""
+    declared = {v.name for v in variables}
+    unknown = sorted(set(values) - declared)
+    if unknown:
+        raise InvalidInput(f"{unknown[0]!r} is not a variable of this template", field=f"values.{unknown[0]}")
+    result: dict[str, Any] = {}
+    for var in variables:
+        where = f"values.{var.name}"
+        raw = values.get(var.name)
+        if raw is None or raw == "" or raw == []:
+            if var.required:
+                raise InvalidInput(f"{var.label} is required", field=where)
+            result[var.name] = empty_value(var.type)
+            continue
+        result[var.name] = _coerce(var, raw, where)
+    return result
+
+
+def _parse_time(raw: Any, where: str) -> datetime:
+    if isinstance(raw, datetime):
+        moment = raw
+    else:
+        try:
+            moment = datetime.fromisoformat(str(raw).strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(f"{raw!r} is not a time; use ISO 8601, e.g. 2026-01-01T12:00Z", field=where) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _coerce(var: Variable, raw: Any, where: str) -> Any:
+    if var.type == "components":
+        items = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list | tuple) else None
+        if items is None:
+            raise InvalidInput(f"{var.label} must be a list of component names", field=where)
+        names = [str(i).strip() for i in items if str(i).strip()]
+        if any(len(n) > 300 for n in names) or len(names) > 100:
+            raise InvalidInput(f"{var.label}: at most 100 names of 300 characters", field=where)
+        return names
+    if var.type == "datetime":
+        return _parse_time(raw, where)
+    if var.type == "eta":
+        if isinstance(raw, datetime):
+            return _parse_time(raw, where)
+        text = str(raw).strip()
+        try:
+            return _parse_time(text, where) if re.match(r"^\d{4}-\d\d-\d\d", text) else _text(var, text, where)
+        except InvalidInput:
+            return _text(var, text, where)
+    text = _text(var, raw, where)
+    if var.type == "url" and not re.match(r"^https?://[^\s/]+", text):
+        raise InvalidInput(f"{var.label} must be an http(s) URL", field=where)
+    return text
+
+
+def _text(var: Variable, raw: Any, where: str) -> str:
+    text = str(raw).strip()
+    if len(text) > MAX_VALUE:
+        raise InvalidInput(f"{var.label} is {len(text)} characters; at most {MAX_VALUE}", field=where)
+    return text
+
+
+class Renderer:
+    """Compiles and renders template variants in the sandbox, in the page's time zone."""
+
+    def __init__(self, time_zone: str = "Etc/UTC") -> None:
+        zone = _tz(time_zone)
+        self.text_env = _make_env(autoescape=False, zone=zone)
+        self.html_env = _make_env(autoescape=True, zone=zone)
+
+    def env_for(self, variant: str) -> SandboxedEnvironment:
+        return self.html_env if variant == "email_html" else self.text_env
+
+    def check_source(self, variant: str, source: str, declared: set[str]) -> None:
+        """Syntax and declared names of one variant; raises naming the field (and line)."""
+        if len(source) > MAX_SOURCE:
+            raise InvalidInput(f"{VARIANTS[variant]} is {len(source)} characters; at most {MAX_SOURCE}", field=variant)
+        env = self.env_for(variant)
+        try:
+            tree = env.parse(source)
+        except TemplateSyntaxError as exc:
+            raise InvalidInput(
+                f"{VARIANTS[variant]}: syntax error on line {exc.lineno}: {exc.message}", field=variant
+            ) from None
+        undeclared = sorted(meta.find_undeclared_variables(tree) - declared)
+        if undeclared:
+            raise InvalidInput(
+                f"{VARIANTS[variant]} uses {undeclared[0]!r}, which is not a declared variable: "
+                "declare it, or remove it",
+                field=variant,
+            )
+
+    def render(self, variant: str, source: str, values: Mapping[str, Any]) -> str:
+        """One variant with these values; any failure is a 422 naming the variant."""
+        if not source:
+            return ""
+        env = self.env_for(variant)
+        try:
+            output = env.from_string(source).render(dict(values))
+        except SecurityError as exc:
+            raise InvalidInput(f"{VARIANTS[variant]}: not allowed in a template ({exc})", field=variant) from None
+        except TemplateSyntaxError as exc:
+            raise InvalidInput(
+                f"{VARIANTS[variant]}: syntax error on line {exc.lineno}: {exc.message}", field=variant
+            ) from None
+        except TemplateError as exc:
+            # StrictUndefined lands here for hidden attributes such as ''.__class__.
+            raise InvalidInput(f"{VARIANTS[variant]} cannot be rendered: {exc}", field=variant) from None
+        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+            raise InvalidInput(f"{VARIANTS[variant]} cannot be rendered: {exc}", field=variant) from None
+        if len(output) > MAX_OUTPUT:
+            raise InvalidInput(f"{VARIANTS[variant]} renders to more than {MAX_OUTPUT} characters", field=variant)
+        if variant == "email_html":
+            output = nh3.clean(output)
+        return output
+
+
+def social_length(text: str) -> int:
+    """Characters as X and Mastodon count them: every link is 23."""
+    links = _URL.findall(text)
+    return len(_URL.sub("", text)) + SOCIAL_URL_WEIGHT * len(links)
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+@dataclass
+class ChannelPreview:
+    """One channel's rendering and what it measures."""
+
+    variant: str
+    label: str
+    text: str
+    length: int
+    limit: int | None = None
+    sms: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Rendered:
+    """Every variant rendered for one set of values, with the overruns found."""
+
+    variants: dict[str, ChannelPreview]
+    values: dict[str, Any]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [w for p in self.variants.values() for w in p.warnings]
+
+    def text(self, variant: str) -> str:
+        return self.variants[variant].text
+
+
+def measure_all(outputs: Mapping[str, str]) -> dict[str, ChannelPreview]:
+    """Measure each rendered variant against its channel's limit."""
+    previews: dict[str, ChannelPreview] = {}
+    for variant, label in VARIANTS.items():
+        text = outputs.get(variant, "")
+        preview = ChannelPreview(variant, label, text, len(text))
+        if variant == "title":
+            preview.text = one_line(text)
+            preview.length, preview.limit = len(preview.text), TITLE_LIMIT
+            if preview.length > TITLE_LIMIT:
+                preview.warnings.append(f"Incident title is {preview.length} characters; at most {TITLE_LIMIT}.")
+        elif variant == "email_subject":
+            if "\n" in text.strip():
+                preview.warnings.append("Email subject spans several lines; it is sent as one.")
+            preview.text = one_line(text)
+            preview.length, preview.limit = len(preview.text), SUBJECT_LIMIT
+            if preview.length > SUBJECT_LIMIT:
+                preview.warnings.append(f"Email subject is {preview.length} characters; at most {SUBJECT_LIMIT}.")
+        elif variant == "sms" and text:
+            info = measure(text)
+            preview.sms = {
+                "encoding": info.encoding,
+                "units": info.units,
+                "segments": info.segments,
+                "per_segment": info.per_segment,
+            }
+            preview.limit = info.per_segment
+            if info.segments > 1:
+                preview.warnings.append(
+                    f"SMS is {info.units} {info.encoding} units: {info.segments} segments of {info.per_segment} "
+                    "(one segment is 160 GSM-7 or 70 UCS-2 characters)."
+                )
+        elif variant == "social" and text:
+            preview.length, preview.limit = social_length(text), SOCIAL_LIMIT
+            if preview.length > SOCIAL_LIMIT:
+                preview.warnings.append(f"Social post is {preview.length} characters; at most {SOCIAL_LIMIT}.")
+        previews[variant] = preview
+    return previews
+
+
+def render_all(
+    renderer: Renderer, sources: Mapping[str, str], values: Mapping[str, Any], *, variants: Sequence[str] | None = None
+) -> Rendered:
+    """Render every variant (or the ones named) and measure them."""
+    chosen = list(variants or VARIANTS)
+    outputs = {v: renderer.render(v, sources.get(v) or "", values) for v in chosen}
+    return Rendered(measure_all(outputs), dict(values))
