@@ -55,6 +55,8 @@ app.add_typer(component_app, name="component")
 app.add_typer(user_app, name="user")
 app.add_typer(apikey_app, name="apikey")
 app.add_typer(db_app, name="db")
+subscribers_app = typer.Typer(help="Import and count subscribers.", no_args_is_help=True)
+app.add_typer(subscribers_app, name="subscribers")
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -472,6 +474,84 @@ def apikey_create(
     secret = _run(work)
     err.print("API key (shown once; send it as 'Authorization: Bearer <key>'):")
     out.print(secret)
+
+
+# ---------------------------------------------------------------------------- subscribers
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    file: Annotated[Path, typer.Argument(help="CSV with the header channel,address[,components][,incident].")],
+    pending: Annotated[
+        bool, typer.Option("--pending", help="Email and SMS subscribers must confirm first (each is sent a link).")
+    ] = False,
+) -> None:
+    """Import subscribers from a CSV file; bad lines are reported by number, duplicates skipped."""
+    import csv
+
+    from rich.progress import BarColumn, MofNCompleteColumn
+
+    from crisisdesk.notify import importing
+
+    settings = _settings()
+    if not file.is_file():
+        _fail(f"{file} is not a file", code=2)
+    with file.open(encoding="utf-8-sig", newline="") as counting:
+        total = max(0, sum(1 for line in counting if line.strip()) - 1)
+
+    async def work() -> importing.ImportReport:
+        async with _database(settings) as database, database.session() as session:
+            with (
+                file.open(encoding="utf-8-sig", newline="") as handle,
+                Progress(
+                    TextColumn("Importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
+                ) as progress,
+            ):
+                task = progress.add_task("import", total=total)
+                return await importing.import_rows(
+                    session,
+                    settings,
+                    csv.reader(handle),
+                    confirmed=not pending,
+                    progress=lambda done: progress.update(task, completed=done),
+                )
+
+    try:
+        report = _run(work)
+    except UnicodeDecodeError:
+        _fail(f"{file} is not UTF-8 text", code=2)
+    out.print(
+        f"Imported [bold]{report.imported}[/] of {report.rows} rows: {report.duplicates} duplicates skipped, "
+        f"{report.error_count} lines refused."
+    )
+    for problem in report.errors[:100]:
+        err.print(f"line {problem.line}: {problem.message}", markup=False, soft_wrap=True)
+    if report.error_count > 100:
+        err.print(f"…and {report.error_count - 100} more")
+
+
+@subscribers_app.command("count")
+def subscribers_count() -> None:
+    """Subscribers per channel and state."""
+    from crisisdesk.notify import subscribers
+
+    settings = _settings()
+
+    async def work() -> dict[str, dict[str, int]]:
+        async with _database(settings) as database, database.session() as session:
+            return await subscribers.counts_by_channel(session)
+
+    counts = _run(work)
+    states = ["active", "pending", "quarantined"]
+    table = Table("channel", *states, "total")
+    for channel, row in counts.items():
+        table.add_row(channel, *(str(row.get(s, 0)) for s in states), str(sum(row.values())))
+    table.add_row(
+        "all",
+        *(str(sum(r.get(s, 0) for r in counts.values())) for s in states),
+        str(sum(sum(r.values()) for r in counts.values())),
+    )
+    out.print(table)
 
 
 # ---------------------------------------------------------------------------- operations
