@@ -35,9 +35,12 @@ from crisisdesk.notify.models import AttemptOutcome, Channel, Delivery
 
 log = logging.getLogger(__name__)
 
-# A worker holds at most this many deliveries of one endpoint per send slot of that endpoint:
-# with a receiver that hangs until the timeout, the last one still starts well within its lease.
+# A worker holds at most this many deliveries of one endpoint per send slot of that endpoint
+# while it does not know how fast the endpoint answers (or when it is slow): with a receiver that
+# hangs until the timeout, the last one still starts well within its lease.
 HOLD_PER_SLOT = 2
+# For an endpoint that answers quickly, hold what it can take in this many seconds.
+HOLD_SECONDS = 10.0
 # How often an incident's console page is told that its delivery counts changed.
 TOPIC_INTERVAL = 1.0
 
@@ -96,7 +99,6 @@ class DeliveryWorker:
         self.concurrency = settings.delivery_concurrency
         self.batch = settings.delivery_batch
         self.endpoint_limit = settings.endpoint_concurrency
-        self.endpoint_hold = settings.endpoint_concurrency * HOLD_PER_SLOT
         # Past this, a send is guarded by the worker itself (a channel that ignores its timeout).
         self.send_timeout = max(settings.webhook_timeout_seconds, settings.smtp_timeout) + 5
         self.stats = WorkerStats()
@@ -105,6 +107,7 @@ class DeliveryWorker:
         self._held: Counter[str] = Counter()
         self._held_total = 0
         self._durations: dict[str, float] = {}  # moving average per endpoint, seconds
+        self._sending_since: dict[str, dict[int, float]] = {}  # endpoint -> delivery id -> monotonic start
         self._breakers: dict[str, _Breaker] = {}
         self._outcomes: list[Outcome] = []
         self._deferrals: list[Deferral] = []
@@ -144,9 +147,15 @@ class DeliveryWorker:
                     await asyncio.sleep(2)
                     continue
                 if claimed:
-                    await self._accept(claimed)
-                    if len(claimed) >= room:
+                    deferred = await self._accept(claimed)
+                    # Most of a claim put back means the endpoints at hand are saturated: wait for
+                    # a send to finish rather than claim (and put back) the next rows at once.
+                    if len(claimed) >= room and deferred * 2 <= len(claimed):
                         continue
+                    self._freed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._freed.wait(), self.idle)
+                    continue
                 await asyncio.sleep(self.idle)
         finally:
             flusher.cancel()
@@ -189,10 +198,14 @@ class DeliveryWorker:
         self.stats.claimed += len(claimed)
         return claimed
 
-    async def _accept(self, deliveries: Sequence[Delivery]) -> None:
-        """Render claimed rows and start their sends, or put them back / fail them at once."""
+    async def _accept(self, deliveries: Sequence[Delivery]) -> int:
+        """Render claimed rows and start their sends, or put them back / fail them at once.
+
+        Returns how many were put back unsent.
+        """
+        deferred = 0
         if not deliveries:
-            return
+            return deferred
         try:
             async with self.db.sessionmaker() as session:
                 messages = await self.builder.build(session, deliveries)
@@ -202,7 +215,7 @@ class DeliveryWorker:
             now = utcnow()
             for delivery in deliveries:
                 self._finish(delivery, SendResult.retry("render", f"{type(exc).__name__}: {exc}"), now, 0.0, "-")
-            return
+            return deferred
         now = utcnow()
         for delivery in deliveries:
             adapter = self.adapters.get(Channel(delivery.channel))
@@ -218,9 +231,11 @@ class DeliveryWorker:
             wait = self._breaker_wait(endpoint)
             if wait > 0:
                 self._defer(delivery, wait, f"{endpoint}: circuit open")
+                deferred += 1
                 continue
-            if self._held[endpoint] >= self.endpoint_hold:
-                self._defer(delivery, self._backlog_wait(endpoint), f"{endpoint}: held enough")
+            if self._held[endpoint] >= self._hold_cap(endpoint, adapter):
+                self._defer(delivery, self._backlog_wait(endpoint, adapter), f"{endpoint}: held enough")
+                deferred += 1
                 continue
             item = _Item(delivery, message, adapter, endpoint)
             self._held[endpoint] += 1
@@ -228,6 +243,7 @@ class DeliveryWorker:
             task = asyncio.create_task(self._send(item))
             self._tasks[task] = item
             task.add_done_callback(self._done)
+        return deferred
 
     def _done(self, task: asyncio.Task[None]) -> None:
         item = self._tasks.pop(task, None)
@@ -238,6 +254,9 @@ class DeliveryWorker:
         if self._held[item.endpoint] <= 0:
             del self._held[item.endpoint]
             self._endpoint_slots.pop(item.endpoint, None)
+            self._sending_since.pop(item.endpoint, None)
+        else:
+            self._sending_since.get(item.endpoint, {}).pop(item.delivery.id, None)
         self._freed.set()
 
     # ---------------------------------------------------------------------------- sending
@@ -245,7 +264,7 @@ class DeliveryWorker:
     async def _send(self, item: _Item) -> None:
         slots = self._endpoint_slots.get(item.endpoint)
         if slots is None:
-            slots = self._endpoint_slots[item.endpoint] = asyncio.Semaphore(self.endpoint_limit)
+            slots = self._endpoint_slots[item.endpoint] = asyncio.Semaphore(self._limit(item.adapter))
         async with slots, self._slots:
             wait = self._breaker_wait(item.endpoint)
             if wait > 0:
@@ -259,6 +278,7 @@ class DeliveryWorker:
             item.started = True
             started_at = utcnow()
             clock = time.monotonic()
+            self._sending_since.setdefault(item.endpoint, {})[item.delivery.id] = clock
             try:
                 result = await asyncio.wait_for(item.adapter.send(item.message), self.send_timeout)
             except TimeoutError:
@@ -306,10 +326,30 @@ class DeliveryWorker:
             return 0.0
         return max(0.0, breaker.open_until - time.monotonic())
 
-    def _backlog_wait(self, endpoint: str) -> float:
+    def _limit(self, adapter: ChannelAdapter) -> int:
+        """Sends in flight to one endpoint: the SMTP pool for email, else the endpoint setting."""
+        return self.settings.smtp_connections if adapter.channel == Channel.email else self.endpoint_limit
+
+    def _duration(self, endpoint: str) -> float | None:
+        """How long a send to this endpoint takes: the moving average, or longer if one is hanging."""
+        average = self._durations.get(endpoint)
+        sending = self._sending_since.get(endpoint)
+        if sending:
+            oldest = time.monotonic() - min(sending.values())
+            average = oldest if average is None else max(average, oldest)
+        return average
+
+    def _hold_cap(self, endpoint: str, adapter: ChannelAdapter) -> int:
+        """How many deliveries of one endpoint this worker holds: what it can send in HOLD_SECONDS."""
+        duration = self._duration(endpoint)
+        per_slot = HOLD_PER_SLOT
+        if duration is not None and duration > 0:
+            per_slot = max(HOLD_PER_SLOT, min(10_000, int(HOLD_SECONDS / duration)))
+        return self._limit(adapter) * per_slot
+
+    def _backlog_wait(self, endpoint: str, adapter: ChannelAdapter) -> float:
         """Roughly when this worker will have room for the endpoint again (with jitter)."""
-        average = self._durations.get(endpoint, 0.05)
-        estimate = average * self._held[endpoint] / self.endpoint_limit
+        estimate = (self._duration(endpoint) or 0.05) * self._held[endpoint] / self._limit(adapter)
         return min(60.0, max(1.0, estimate)) * random.uniform(1.0, 1.5)
 
     def _observe(self, endpoint: str, result: SendResult, duration: float) -> None:
