@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench bench-quick clean
 
 install: $(VENV)/.installed
 
@@ -30,6 +30,11 @@ format: install
 
 bench: install
 	$(BIN)/python bench/statuspage.py
+	$(BIN)/python bench/fanout.py
+
+bench-quick: install
+	$(BIN)/python bench/statuspage.py --quick
+	$(BIN)/python bench/fanout.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache crisisdesk.db* bench/results
