@@ -14,6 +14,7 @@ from crisisdesk.incident import views as incident_views
 from crisisdesk.maintenance import api as maintenance_api
 from crisisdesk.maintenance import views as maintenance_views
 from crisisdesk.notify import api as subscribers_api
+from crisisdesk.notify import delivery_api, delivery_views
 from crisisdesk.notify import views as subscribers_views
 from crisisdesk.statuspage import views as statuspage_views
 
@@ -25,4 +26,6 @@ def include_all(app: FastAPI) -> None:
         app.include_router(view_module.router)
     app.include_router(subscribers_api.router, prefix="/api/v1")
     app.include_router(subscribers_views.router)
+    app.include_router(delivery_api.router, prefix="/api/v1")
+    app.include_router(delivery_views.router)
     app.include_router(health.router)
