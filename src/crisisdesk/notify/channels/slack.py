@@ -29,7 +29,13 @@ def _cut(text: str, limit: int) -> str:
 
 
 def payload(
-    *, title: str, text: str, context: list[str], link: str | None = None, link_label: str = "View on the status page"
+    *,
+    title: str,
+    text: str,
+    context: list[str],
+    link: str | None = None,
+    link_label: str = "View on the status page",
+    extra_links: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """A Block Kit message; ``text`` is mrkdwn (already escaped), ``context`` items too."""
     blocks: list[dict[str, Any]] = [
@@ -39,6 +45,8 @@ def payload(
     items = list(context)
     if link:
         items.append(f"<{link}|{escape(link_label)}>")
+    for label, url in extra_links or ():
+        items.append(f"<{url}|{escape(label)}>")
     if items:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": item} for item in items[:10]]})
     # ``text`` is what notifications and screen readers show.

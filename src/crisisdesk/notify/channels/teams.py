@@ -22,6 +22,7 @@ def payload(
     facts: list[tuple[str, str]],
     link: str | None = None,
     link_label: str = "View on the status page",
+    extra_links: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """A message carrying one Adaptive Card: the title, the facts (status, components, time), the text, a link."""
     body: list[dict[str, Any]] = [
@@ -32,8 +33,9 @@ def payload(
     if text:
         body.append({"type": "TextBlock", "text": text, "wrap": True})
     card: dict[str, Any] = {"$schema": CARD_SCHEMA, "type": "AdaptiveCard", "version": "1.4", "body": body}
-    if link:
-        card["actions"] = [{"type": "Action.OpenUrl", "title": link_label, "url": link}]
+    links = ([(link_label, link)] if link else []) + list(extra_links or ())
+    if links:
+        card["actions"] = [{"type": "Action.OpenUrl", "title": label, "url": url} for label, url in links]
     return {
         "type": "message",
         "summary": title,
