@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -43,6 +44,13 @@ HOLD_PER_SLOT = 2
 HOLD_SECONDS = 10.0
 # How often an incident's console page is told that its delivery counts changed.
 TOPIC_INTERVAL = 1.0
+
+
+def loggable(endpoint: str) -> str:
+    """An endpoint fit for a log line: a URL (Slack and Teams webhook URLs are secrets) by its host."""
+    if "://" in endpoint:
+        return urlsplit(endpoint).netloc
+    return endpoint
 
 
 class Builder(Protocol):
@@ -303,7 +311,7 @@ class DeliveryWorker:
                 channel,
                 delivery.subject,
                 delivery.attempts,
-                endpoint,
+                loggable(endpoint),
                 result.outcome.value,
                 result.code or "",
                 result.summary,
@@ -370,7 +378,7 @@ class DeliveryWorker:
             metrics.BREAKER_OPENED.inc()
             log.warning(
                 "circuit open for %s after %s failures in a row; its deliveries wait %g s",
-                endpoint,
+                loggable(endpoint),
                 breaker.failures,
                 self.settings.breaker_cooldown_seconds,
             )
