@@ -9,6 +9,8 @@ from crisisdesk.auth import api as auth_api
 from crisisdesk.auth import views as auth_views
 from crisisdesk.catalog import api as catalog_api
 from crisisdesk.catalog import views as catalog_views
+from crisisdesk.comms import api as comms_api
+from crisisdesk.comms import views as comms_views
 from crisisdesk.incident import api as incident_api
 from crisisdesk.incident import views as incident_views
 from crisisdesk.maintenance import api as maintenance_api
@@ -28,4 +30,6 @@ def include_all(app: FastAPI) -> None:
     app.include_router(subscribers_views.router)
     app.include_router(delivery_api.router, prefix="/api/v1")
     app.include_router(delivery_views.router)
+    app.include_router(comms_api.router, prefix="/api/v1")
+    app.include_router(comms_views.router)
     app.include_router(health.router)

@@ -65,7 +65,8 @@ def _variants(entry: Entry) -> dict[str, Any]:
     html = (
         f"<h2>{phase}: {entry.title}</h2><p>{entry.lead} {entry.detail}{eta}</p>{workaround_html}"
         + (f"<p>{NEXT_LINE}</p>" if entry.promise else "")
-        + '<p><a href="{{ incident_url }}">Follow this incident</a> · <a href="{{ status_page_url }}">Status page</a></p>'
+        + '<p><a href="{{ incident_url }}">Follow this incident</a> · '
+        + '<a href="{{ status_page_url }}">Status page</a></p>'
     )
     slack = (
         f"*{phase}: {entry.title}*\n{entry.lead} {entry.detail}{eta}{workaround_text}"

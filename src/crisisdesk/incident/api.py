@@ -222,7 +222,7 @@ async def list_policies(session: Tx, actor: ApiReader) -> list[SeverityPolicy]:
     responses=errors(401, 403, 422),
 )
 async def update_policy(severity: Severity, data: SeverityPolicyPatch, session: Tx, actor: ApiAdmin) -> SeverityPolicy:
-    """Change cadence, required roles, postmortem requirement or description (admins only)."""
+    """Change cadence, required roles, postmortem, free-text approval or description (admins only)."""
     return await policies.update_policy(
         session,
         actor,
@@ -231,6 +231,7 @@ async def update_policy(severity: Severity, data: SeverityPolicyPatch, session: 
         required_roles=[r.value for r in data.required_roles] if data.required_roles is not None else None,
         postmortem_required=data.postmortem_required,
         description=data.description,
+        free_text_approval=data.free_text_approval,
     )
 
 

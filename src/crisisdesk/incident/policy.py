@@ -92,6 +92,7 @@ async def update_policy(
     required_roles: list[str] | None = None,
     postmortem_required: bool | None = None,
     description: str | None = None,
+    free_text_approval: bool | None = None,
 ) -> SeverityPolicy:
     """Change a severity's policy (admins only); running incidents keep their promises."""
     actor.require(Scope.admin)
@@ -113,4 +114,6 @@ async def update_policy(
         policy.postmortem_required = postmortem_required
     if description is not None:
         policy.description = description
+    if free_text_approval is not None:
+        policy.free_text_approval = free_text_approval
     return policy

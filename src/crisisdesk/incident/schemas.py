@@ -187,6 +187,10 @@ class SeverityPolicyRead(BaseModel):
     cadence_minutes: int = Field(description="Default minutes until the next promised update.")
     required_roles: list[IncidentRole] = Field(description="Roles that must be filled.")
     postmortem_required: bool = Field(description="Whether a postmortem is expected.")
+    free_text_approval: bool = Field(
+        description="Whether a free-text public update needs the Communications Lead's or an admin's approval "
+        "(updates from approved templates never do)."
+    )
 
 
 class SeverityPolicyPatch(_Input):
@@ -196,3 +200,7 @@ class SeverityPolicyPatch(_Input):
     required_roles: list[IncidentRole] | None = Field(default=None, description="Roles that must be filled.")
     postmortem_required: bool | None = Field(default=None, description="Whether a postmortem is expected.")
     description: str | None = Field(default=None, max_length=2000, description="When to use this severity.")
+    free_text_approval: bool | None = Field(
+        default=None,
+        description="Whether a free-text public update needs approval by the Communications Lead or an admin.",
+    )

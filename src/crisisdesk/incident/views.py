@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -41,6 +42,21 @@ UPDATE_STATUSES = [
 ]
 ACTIVE_MAINTENANCE = (MaintenanceStatus.scheduled, MaintenanceStatus.in_progress, MaintenanceStatus.verifying)
 
+# Packages above incident (comms) add panels to these pages without this module importing them:
+# each provider returns extra template context for the page.
+IncidentPanel = Callable[[AsyncSession, Actor, Incident], Awaitable[dict[str, Any]]]
+PagePanel = Callable[[AsyncSession, Actor], Awaitable[dict[str, Any]]]
+incident_panels: list[IncidentPanel] = []
+declare_panels: list[PagePanel] = []
+dashboard_panels: list[PagePanel] = []
+
+
+async def _panels(providers: list[Any], *args: Any) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    for provider in providers:
+        extra.update(await provider(*args))
+    return extra
+
 
 def _status_of(failure: Failure | None) -> int:
     return 200 if failure is None else int(failure.values.get("_status", 422))
@@ -65,7 +81,13 @@ async def dashboard(request: Request, actor: ConsoleReader, session: Tx) -> HTML
     maintenances.sort(key=lambda m: m.scheduled_for or m.created_at)
     components = await catalog.list_components(session)
     return render(
-        request, "console/dashboard.html", actor=actor, rows=rows, maintenances=maintenances, board=board(components)
+        request,
+        "console/dashboard.html",
+        actor=actor,
+        rows=rows,
+        maintenances=maintenances,
+        board=board(components),
+        **await _panels(dashboard_panels, session, actor),
     )
 
 
@@ -93,6 +115,7 @@ async def _declare_page(
         roles=list(IncidentRole),
         statuses=list(ComponentStatus),
         severities=list(Severity),
+        **await _panels(declare_panels, session, actor),
     )
 
 
@@ -157,6 +180,7 @@ async def _incident_page(
         severities=list(Severity),
         board=board(await catalog.list_components(session)),
         affected={c.component_id for c in incident.components},
+        **await _panels(incident_panels, session, actor, incident),
     )
 
 
@@ -291,6 +315,7 @@ async def update_policy(request: Request, severity: str, actor: ConsoleAdmin, se
             required_roles=as_list(values.get("required_roles")),
             postmortem_required=bool(values.get("postmortem_required")),
             description=values.get("description"),
+            free_text_approval=bool(values.get("free_text_approval")),
         )
     except DomainError as exc:
         await discard(session)
