@@ -263,7 +263,11 @@ async def _seed(settings: Settings) -> dict[str, object]:
 
 @app.command()
 def worker() -> None:
-    """Run the background workers alone (no web server); stops cleanly on SIGTERM or Ctrl-C."""
+    """Run the background workers alone (due jobs, fan-outs and notification deliveries; no web server).
+
+    Start as many as you like on any number of machines against one PostgreSQL database; they
+    share the work through leases. Stops cleanly on SIGTERM or Ctrl-C.
+    """
     settings = _settings()
     _run(lambda: _work(settings))
     out.print("worker stopped")
