@@ -6,13 +6,15 @@ Rows are written in batches of :data:`IMPORT_BATCH` with one multi-row statement
 
 from __future__ import annotations
 
+import json
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
+from sqlalchemy import JSON, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,7 +23,6 @@ from crisisdesk.catalog.models import Component
 from crisisdesk.config import Settings
 from crisisdesk.incident.models import Incident
 from crisisdesk.kit.errors import InvalidInput
-from crisisdesk.kit.ids import new_id
 from crisisdesk.kit.time import utcnow
 from crisisdesk.notify import addresses
 from crisisdesk.notify.models import (
@@ -226,6 +227,18 @@ async def _import_item(values: dict[str, str], lookup: _Lookup, urls: _UrlChecke
     return _Item(kind.value, address, found, incident)
 
 
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+# Random bytes mapped onto the id alphabet in one call: kit.ids.new_id draws each character
+# separately, which was a fifth of an import's time. The slight bias (256 is not a multiple
+# of 36) does not matter for row ids, which need to be unique, not secret.
+_ID_TABLE = bytes((_ALPHABET * 8)[:256], "ascii")
+
+
+def _new_ids(count: int, length: int = 12) -> list[str]:
+    raw = secrets.token_bytes(count * length).translate(_ID_TABLE).decode("ascii")
+    return [raw[i : i + length] for i in range(0, count * length, length)]
+
+
 class _BatchWriter:
     """Writes a batch with one statement per table (executemany), skipping addresses already there."""
 
@@ -234,9 +247,31 @@ class _BatchWriter:
         self.items: list[_Item] = []
         self.dialect = session.get_bind().dialect.name
 
-    def _insert(self, table: Any) -> Any:
-        insert = postgresql_insert if self.dialect == "postgresql" else sqlite_insert
-        return insert(table).on_conflict_do_nothing()
+    async def _insert(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Insert rows, skipping any that conflict (a concurrent import of the same address)."""
+        if self.dialect != "postgresql":
+            await self.session.execute(sqlite_insert(table).on_conflict_do_nothing(), rows)
+            return
+        connection = await self.session.connection()
+        driver = (await connection.get_raw_connection()).driver_connection
+        if driver is None or not type(driver).__module__.startswith("asyncpg"):
+            await self.session.execute(postgresql_insert(table).on_conflict_do_nothing(), rows)
+            return
+        # SQLAlchemy's executemany on asyncpg measured ~5,000 rows/s here (and a multi-row
+        # VALUES statement spends its time compiling); asyncpg's own pipelined executemany of
+        # one prepared statement, in the same transaction, is several times faster.
+        columns = list(rows[0])
+        as_json = {c.name for c in table.columns if isinstance(c.type, JSON)}
+        names = ", ".join(f'"{c}"' for c in columns)
+        marks = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+        records = [
+            tuple(json.dumps(row[c]) if c in as_json and row[c] is not None else row[c] for c in columns)
+            for row in rows
+        ]
+        await driver.executemany(
+            f'INSERT INTO "{table.name}" ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING',  # noqa: S608 - names from the model
+            records,
+        )
 
     async def flush(self) -> None:
         items, self.items = self.items, []
@@ -259,10 +294,10 @@ class _BatchWriter:
         subscribers: list[dict[str, Any]] = []
         links: list[dict[str, str]] = []
         confirmations: list[dict[str, Any]] = []
-        for item in fresh:
+        for item, row_id in zip(fresh, _new_ids(len(fresh)), strict=True):
             opt_in = item.channel in OPT_IN_CHANNELS and not self.confirmed
             row: dict[str, Any] = {
-                "id": new_id(),
+                "id": row_id,
                 "channel": item.channel,
                 "address": item.address,
                 "state": (SubscriberState.pending if opt_in else SubscriberState.active).value,
@@ -280,14 +315,11 @@ class _BatchWriter:
             links.extend({"subscriber_id": str(row["id"]), "component_id": c} for c in item.components)
             if opt_in:
                 confirmations.append(row)
-        # Inserting the same (channel, address) concurrently is skipped by the database.
-        await self.session.execute(self._insert(Subscriber.__table__), subscribers)
+        await self._insert(Subscriber.__table__, subscribers)
         if links:
-            await self.session.execute(self._insert(SubscriberComponent.__table__), links)
+            await self._insert(SubscriberComponent.__table__, links)
         if confirmations:
-            await self.session.execute(
-                self._insert(Delivery.__table__), [self._confirmation(row, now) for row in confirmations]
-            )
+            await self._insert(Delivery.__table__, [self._confirmation(row, now) for row in confirmations])
         self.report.imported += len(fresh)
 
     def _confirmation(self, row: dict[str, Any], now: datetime) -> dict[str, Any]:

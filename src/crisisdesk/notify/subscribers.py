@@ -487,7 +487,7 @@ async def count_subscribers(session: AsyncSession) -> int:
 # ---------------------------------------------------------------------------- quarantine purge
 
 
-def _purge_key(due: datetime) -> str:
+def purge_key(due: datetime) -> str:
     return f"{PURGE}:{due.strftime('%Y-%m-%dT%H')}"
 
 
@@ -508,7 +508,7 @@ async def purge_quarantined(session: AsyncSession, now: datetime) -> int:
 async def ensure_purge_job(session: AsyncSession, now: datetime | None = None) -> None:
     """Make sure the hourly purge is scheduled; safe from any number of processes at once."""
     due = next_purge_at(now or utcnow())
-    key = _purge_key(due)
+    key = purge_key(due)
     if await session.scalar(select(jobs.Job.id).where(jobs.Job.key == key)) is not None:
         return
     try:
