@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import httpx
 from fastapi import FastAPI
@@ -13,9 +14,12 @@ from crisisdesk.auth.models import Role
 from crisisdesk.config import Settings
 from crisisdesk.incident import service as incidents
 from crisisdesk.kit.db import Database
+from crisisdesk.kit.time import utcnow
 from crisisdesk.notify.models import Delivery, Subscriber, SubscriberState, SubscriptionScope
 from tests.fixtures.api import count_rows
 from tests.fixtures.auth import make_actor
+from tests.fixtures.console import HTML, sign_in
+from tests.fixtures.console import field_error as console_field_error
 from tests.fixtures.incident import make_component, make_incident
 from tests.fixtures.notify import make_delivery, make_subscriber
 from tests.fixtures.subscribe import confirmations, field_error, form_token, sign_up, subscriber_by_address
@@ -361,3 +365,93 @@ async def test_unknown_tokens_are_404_pages(client: httpx.AsyncClient) -> None:
         answer = await client.request(method, path)
         assert answer.status_code == 404, f"{method} {path}"
         assert "Subscription not found" in answer.text and 'data-result="missing"' in answer.text
+
+
+# ---------------------------------------------------------------------------- console
+
+
+async def test_console_viewers_read_admins_change(client: httpx.AsyncClient, db: Database, settings: Settings) -> None:
+    async with db.session() as session:
+        await make_subscriber(session, address="reader1@example.com")
+        await make_subscriber(session, address="reader2@example.com", state=SubscriberState.pending)
+        sick = await make_subscriber(
+            session,
+            channel="webhook",
+            address="https://hooks.example.com/gone",
+            state=SubscriberState.quarantined,
+            quarantined_at=utcnow(),
+            purge_at=utcnow() + timedelta(days=30),
+            last_error="HTTP 410 Gone",
+        )
+    _, csrf = await sign_in(client, db, Role.viewer)
+    page = await client.get("/console/subscribers", headers=HTML)
+    assert page.status_code == 200 and 'id="counts-table"' in page.text
+    email_row = re.search(r'<tr data-channel="email">(.*?)</tr>', page.text, re.S)
+    assert email_row and '<td data-state="active">1</td>' in email_row.group(1)
+    assert '<td data-state="pending">1</td>' in email_row.group(1)
+    assert "HTTP 410 Gone" in page.text and 'id="add-form"' not in page.text and "Reactivate" not in page.text
+    searched = await client.get("/console/subscribers?q=reader2", headers=HTML)
+    assert "reader2@example.com" in searched.text and "reader1@example.com" not in searched.text
+    refused = await client.post(
+        "/console/subscribers", data={"csrf_token": csrf, "channel": "email", "address": "v@example.com"}
+    )
+    assert refused.status_code == 403
+
+    client.cookies.clear()
+    _, csrf = await sign_in(client, db, Role.admin)
+    bad = await client.post(
+        "/console/subscribers", data={"csrf_token": csrf, "channel": "sms", "address": "555 0100"}, headers=HTML
+    )
+    assert bad.status_code == 422 and "country code" in (console_field_error(bad.text, "address") or "")
+    added = await client.post(
+        "/console/subscribers", data={"csrf_token": csrf, "channel": "sms", "address": "+14155550111"}, headers=HTML
+    )
+    assert added.status_code == 201 and "+14155550111" in added.text
+    now_active = await subscriber_by_address(db, "+14155550111")
+    assert now_active is not None and now_active.state == SubscriberState.active and now_active.source == "admin"
+    settings.allow_private_webhooks = True
+    hook = await client.post(
+        "/console/subscribers",
+        data={"csrf_token": csrf, "channel": "webhook", "address": "http://127.0.0.1:18340/h"},
+        headers=HTML,
+    )
+    assert hook.status_code == 201 and re.search(r'id="added-secret">whsec_', hook.text)
+
+    back = await client.post(f"/console/subscribers/{sick.id}/reactivate", data={"csrf_token": csrf})
+    assert back.status_code == 303
+    revived = await subscriber_by_address(db, "https://hooks.example.com/gone")
+    assert revived is not None and revived.state == SubscriberState.active and revived.last_error is None
+    removed = await client.post(f"/console/subscribers/{sick.id}/remove", data={"csrf_token": csrf})
+    assert removed.status_code == 303 and await subscriber_by_address(db, "https://hooks.example.com/gone") is None
+
+
+async def test_console_import_upload(client: httpx.AsyncClient, db: Database) -> None:
+    _, csrf = await sign_in(client, db, Role.admin)
+    content = b"channel,address\nemail,up1@example.com\nemail,nonsense\nemail,UP1@example.com\nsms,+14155550112\n"
+    answer = await client.post(
+        "/console/subscribers/import",
+        data={"csrf_token": csrf, "pending": "1"},
+        files={"file": ("list.csv", content, "text/csv")},
+        headers=HTML,
+    )
+    assert answer.status_code == 200, answer.text
+    report = re.search(r'id="import-report">(.*?)</div>', answer.text, re.S)
+    assert report and "Imported 2</strong> of 4 rows; 1 duplicates skipped; 1 lines refused" in report.group(1)
+    assert 'data-line="3">line 3: address:' in report.group(1)
+    pending = await subscriber_by_address(db, "up1@example.com")
+    assert (
+        pending is not None
+        and pending.state == SubscriberState.pending
+        and len(await confirmations(db, pending.id)) == 1
+    )
+
+    empty = await client.post("/console/subscribers/import", data={"csrf_token": csrf}, headers=HTML)
+    assert empty.status_code == 422 and "choose a CSV file" in (console_field_error(empty.text, "file") or "")
+    wrong = await client.post(
+        "/console/subscribers/import",
+        data={"csrf_token": csrf},
+        files={"file": ("x.csv", b"name,email\n", "text/csv")},
+        headers=HTML,
+    )
+    assert wrong.status_code == 422 and "header" in (console_field_error(wrong.text, "file") or "")
+    assert await count_rows(db, Subscriber) == 2

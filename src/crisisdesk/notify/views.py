@@ -453,7 +453,10 @@ async def console_import(request: Request, actor: ConsoleAdmin, session: Tx) -> 
     try:
         if not isinstance(upload, UploadFile) or not upload.filename:
             raise InvalidInput("choose a CSV file to import", field="file")
-        raw = await upload.read()
+        try:
+            raw = await upload.read()
+        finally:
+            await form.close()  # the upload's spooled temporary file
         try:
             content = raw.decode("utf-8-sig")
         except UnicodeDecodeError:
