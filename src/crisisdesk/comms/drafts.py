@@ -160,7 +160,8 @@ async def approve(session: AsyncSession, actor: Actor, draft: UpdateDraft) -> In
         "draft_approved",
         f"{actor.name} approved and published {author.name if author else 'a'}'s draft update",
         draft_id=draft.id,
-        update_id=row.id,
+        # Not "update_id": the timeline shows an event with one as the update itself.
+        published_update_id=row.id,
     )
     return row
 
