@@ -35,6 +35,8 @@ from crisisdesk.kit.db import Database
 from crisisdesk.kit.render import markdown_to_html
 from crisisdesk.kit.time import utcnow
 from crisisdesk.maintenance import service as maintenance
+from crisisdesk.notify import subscribers
+from crisisdesk.notify.models import Subscriber, SubscriberComponent, SubscriberState, SubscriptionScope
 
 ADMIN_EMAIL = "admin@example.com"
 DEMO_PASSWORD = "crisisdesk-demo"  # noqa: S105  # demo mode only; config refuses demo defaults elsewhere
@@ -292,6 +294,38 @@ async def _blips(session: AsyncSession, components: dict[str, Component], now: d
             )
 
 
+async def _subscribers(session: AsyncSession, components: dict[str, Component], now: datetime) -> None:
+    """A few subscribers in every state, so the console's subscribers page has something to show."""
+    rows = [
+        ("email", "it-ops@northwind.example", SubscriberState.active, ["Sign-in (SSO)", "Web app"]),
+        ("email", "status@contoso.example", SubscriberState.active, []),
+        ("email", "helpdesk@fabrikam.example", SubscriberState.active, ["Public API"]),
+        ("email", "new.reader@tailspin.example", SubscriberState.pending, []),
+        ("sms", "+14155550142", SubscriberState.active, []),
+        ("webhook", "https://hooks.adatum.example/status", SubscriberState.quarantined, []),
+    ]
+    for n, (channel, address, state, followed) in enumerate(rows):
+        since = now - timedelta(days=60 - n * 7)
+        subscriber = Subscriber(
+            channel=channel,
+            address=address,
+            state=state,
+            scope=SubscriptionScope.components if followed else SubscriptionScope.all,
+            token=subscribers.new_token(),
+            secret=subscribers.new_webhook_secret() if channel == "webhook" else None,
+            source="import" if n < 3 else "self",
+            created_at=since,
+            confirmed_at=None if state == SubscriberState.pending else since,
+            components=[SubscriberComponent(component_id=components[name].id) for name in followed],
+        )
+        if state == SubscriberState.quarantined:
+            subscriber.quarantined_at = now - timedelta(days=2)
+            subscriber.purge_at = subscriber.quarantined_at + timedelta(days=30)
+            subscriber.last_error = "HTTP 410: the receiver answered Gone"
+        session.add(subscriber)
+    await session.flush()
+
+
 async def seed_demo(db: Database, settings: Settings) -> dict[str, object]:
     """Create the demo workspace unless users exist already; returns what to print."""
     async with db.session() as session:
@@ -329,6 +363,7 @@ async def seed_demo(db: Database, settings: Settings) -> dict[str, object]:
             await _history_incident(session, past, components, users, now)
         admin = auth.actor_for(users[0])
         await library.seed_library(session, admin)
+        await _subscribers(session, components, now)
         start = (now + timedelta(days=3)).replace(hour=22, minute=0, second=0, microsecond=0)
         await maintenance.schedule(
             session,
