@@ -135,7 +135,15 @@ async def test_viewers_cannot_write_anywhere(client: httpx.AsyncClient, db: Data
     reads = [path for method, path in _console_routes(app) if method == "GET" and path != "/console/events"]
     for path in reads:
         response = await client.get(path, headers=HTML)
-        expected = {"/console/users": 403, "/console/incidents/new": 403, "/console/maintenance/new": 403}
+        expected = {
+            "/console/users": 403,
+            "/console/incidents/new": 403,
+            "/console/maintenance/new": 403,
+            # Writing messages: templates and composing from them.
+            "/console/templates/new": 403,
+            "/console/incidents/new/template": 403,
+            "/console/incidents/x/compose": 403,
+        }
         assert response.status_code in (expected.get(path, 200), 404), (path, response.status_code)
     # Managing their own API keys (read-only ones) is the one thing viewers may post.
     writes = [
