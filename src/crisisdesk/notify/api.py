@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Query, Request, status
 
 from crisisdesk.auth.deps import ApiAdmin, ApiReader, Tx
 from crisisdesk.auth.schemas import errors
@@ -80,10 +80,9 @@ async def add_subscriber(data: SubscriberCreate, request: Request, session: Tx, 
 @router.delete(
     "/subscribers/{subscriber_id}",
     summary="Remove a subscriber",
-    status_code=status.HTTP_204_NO_CONTENT,
+    response_model=SubscriberRead,
     responses=errors(401, 403, 404),
 )
-async def remove_subscriber(subscriber_id: str, session: Tx, actor: ApiAdmin) -> Response:
-    """Delete a subscriber (admins); past deliveries keep the address they went to."""
-    await subscribers.remove(session, subscriber_id)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+async def remove_subscriber(subscriber_id: str, session: Tx, actor: ApiAdmin) -> SubscriberRead:
+    """Delete a subscriber (admins) and answer with what was removed; past deliveries keep their address."""
+    return _read(await subscribers.remove(session, subscriber_id))
