@@ -89,6 +89,13 @@ class Settings(BaseSettings):
     signup_limit: int = Field(default=10, ge=1, description="Self-signups allowed per client address per window.")
     signup_window_hours: float = Field(default=4, gt=0, description="The self-signup rate-limit window.")
     quarantine_purge_days: float = Field(default=30, gt=0, description="Quarantined subscribers are purged after this.")
+    proxy_hops: int = Field(
+        default=0,
+        ge=0,
+        le=10,
+        description="Proxies in front of crisisdesk that append the client to X-Forwarded-For (1 behind one load "
+        "balancer); the sign-up rate limit counts by that address. 0 uses the connection's address.",
+    )
     # The next-update promise.
     reminder_lead_minutes: float = Field(default=5, gt=0, description="Remind responders this long before it is due.")
     overdue_repeat_minutes: float = Field(default=10, gt=0, description="Repeat the overdue alarm this often.")

@@ -455,3 +455,34 @@ async def test_console_import_upload(client: httpx.AsyncClient, db: Database) ->
     )
     assert wrong.status_code == 422 and "header" in (console_field_error(wrong.text, "file") or "")
     assert await count_rows(db, Subscriber) == 2
+
+
+async def test_behind_a_proxy_the_limit_counts_the_forwarded_client(
+    client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    """With one trusted proxy the limit counts X-Forwarded-For's last entry, not the proxy or a forged entry."""
+    settings.proxy_hops = 1
+    settings.signup_limit = 2
+    for n in range(2):
+        page = await client.get("/subscribe")
+        sent = await client.post(
+            "/subscribe",
+            data={"form_token": form_token(page.text), "channel": "email", "address": f"p{n}@example.com"},
+            headers={"x-forwarded-for": f"10.9.9.{n}, 192.0.2.10"},  # a forged first entry changes nothing
+        )
+        assert sent.status_code == 200
+    page = await client.get("/subscribe")
+    third = await client.post(
+        "/subscribe",
+        data={"form_token": form_token(page.text), "channel": "email", "address": "p2@example.com"},
+        headers={"x-forwarded-for": "192.0.2.10"},
+    )
+    assert third.status_code == 429
+    other = await client.post(
+        "/subscribe",
+        data={"form_token": form_token(page.text), "channel": "email", "address": "p2@example.com"},
+        headers={"x-forwarded-for": "192.0.2.11"},
+    )
+    assert other.status_code == 200
+    stored = await subscriber_by_address(db, "p0@example.com")
+    assert stored is not None and stored.created_ip == "192.0.2.10"

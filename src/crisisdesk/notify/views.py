@@ -175,6 +175,13 @@ def _chosen_components(values: dict[str, Any]) -> list[str]:
 
 
 def _client_ip(request: Request) -> str | None:
+    """The visitor's address: behind N trusted proxies, the Nth X-Forwarded-For entry from the right."""
+    hops = runtime_of(request).settings.proxy_hops
+    if hops:
+        # Entries further left were written by the client itself and cannot be trusted.
+        forwarded = [p.strip() for p in ",".join(request.headers.getlist("x-forwarded-for")).split(",") if p.strip()]
+        if len(forwarded) >= hops:
+            return forwarded[-hops][:64]
     return request.client.host if request.client else None
 
 
