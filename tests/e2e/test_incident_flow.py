@@ -40,7 +40,8 @@ async def declare_from_template(page: Page, server: LiveServer, *, lead: str | N
     await form.locator("select[name=severity]").select_option("SEV1")
     await form.locator("input[name='var:provider']").fill("Microsoft Entra ID")
     await form.locator("select[name='var:components']").select_option("Sign-in (SSO)")
-    await form.locator("select[name^='component:']").first.select_option("major_outage")
+    sso = form.locator(".component-choice", has_text="Sign-in (SSO)").locator("select")
+    await sso.select_option("major_outage")
     if lead:
         await form.locator("select[name='role:communications_lead']").select_option(label=lead)
     await form.locator("button[value=preview]").click()
