@@ -16,12 +16,14 @@ from crisisdesk.incident import service as incidents
 from crisisdesk.kit.db import Database
 from crisisdesk.kit.time import utcnow
 from crisisdesk.notify.models import Delivery, Subscriber, SubscriberState, SubscriptionScope
+from crisisdesk.notify.tasks import delivery_worker
 from tests.fixtures.api import count_rows
 from tests.fixtures.auth import make_actor
 from tests.fixtures.console import HTML, sign_in
 from tests.fixtures.console import field_error as console_field_error
 from tests.fixtures.incident import make_component, make_incident
 from tests.fixtures.notify import make_delivery, make_subscriber
+from tests.fixtures.peers import SmtpSink
 from tests.fixtures.subscribe import confirmations, field_error, form_token, sign_up, subscriber_by_address
 
 
@@ -59,6 +61,33 @@ async def test_email_double_opt_in_end_to_end(client: httpx.AsyncClient, db: Dat
     # Following the link again (a mail scanner, a second click) changes nothing and does not fail.
     again = await client.get(link.removeprefix("http://status.test"))
     assert again.status_code == 200
+
+
+async def test_the_confirmation_email_arrives_over_smtp_and_its_link_confirms(
+    app: FastAPI, client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    """The whole double opt-in through a real SMTP peer: sign up, the worker sends, the link confirms."""
+    settings.smtp_host, settings.smtp_port = "127.0.0.1", 18350
+    async with SmtpSink(18350) as sink:
+        answer = await sign_up(client, {"channel": "email", "address": "inbox@example.com", "scope": "all"})
+        assert answer.status_code == 200
+        async with delivery_worker(app.state.runtime) as worker:
+            assert await worker.run_once() == 1
+        await sink.wait_for(1)
+        [mail] = sink.received
+    assert mail.rcpt_tos == ["inbox@example.com"]
+    message = mail.message
+    assert str(message["Subject"]).startswith("Confirm your subscription to Acme Cloud status")
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    link = _link(body.get_content())
+    subscriber = await subscriber_by_address(db, "inbox@example.com")
+    assert subscriber is not None and subscriber.state == SubscriberState.pending
+    assert link.endswith(f"/subscriptions/{subscriber.token}/confirm")
+    confirmed = await client.get(link.removeprefix("http://status.test"))
+    assert confirmed.status_code == 200
+    active = await subscriber_by_address(db, "inbox@example.com")
+    assert active is not None and active.state == SubscriberState.active
 
 
 async def test_signing_up_again_reveals_nothing_and_widens(client: httpx.AsyncClient, db: Database) -> None:
