@@ -319,6 +319,7 @@ async def test_the_breaker_opens_for_a_failing_endpoint_without_counting_attempt
         for i in down:
             assert rows[i].state == DeliveryState.retrying and rows[i].attempts == 0
             assert rows[i].due_at >= before + timedelta(seconds=110), "back when the breaker closes"
+            assert rows[i].last_error is not None and "failed 3 times in a row (circuit open)" in rows[i].last_error
             assert await _attempts(db, i) == [], "a deferral is not an attempt"
 
 
@@ -332,6 +333,7 @@ async def test_a_worker_holds_only_a_few_deliveries_of_one_endpoint(db: Database
         back = [r for r in rows.values() if r.state == DeliveryState.retrying]
         assert len(sent) == 4, "two sends in flight per endpoint, twice that held"
         assert len(back) == 6 and all(r.attempts == 0 for r in back)
+        assert all(r.last_error == "waiting: this worker already holds enough for /busy" for r in back)
         assert receiver.per_path["/busy"] == 4
 
 

@@ -184,7 +184,7 @@ class DeliveryWorker:
         for task in waiting:
             item = self._tasks[task]
             task.cancel()
-            self._defer(item.delivery, 0.0, "worker stopping")
+            self._defer(item.delivery, 0.0, "stopped", "put back unsent: the worker stopped")
         started = [task for task, item in self._tasks.items() if item.started]
         if started:
             # Sends under way may finish; the rest stay leased and are sent again after the lease.
@@ -238,11 +238,16 @@ class DeliveryWorker:
             endpoint = adapter.endpoint(message)
             wait = self._breaker_wait(endpoint)
             if wait > 0:
-                self._defer(delivery, wait, f"{endpoint}: circuit open")
+                self._defer(delivery, wait, "circuit open", self._open_reason(endpoint, wait), replace=True)
                 deferred += 1
                 continue
             if self._held[endpoint] >= self._hold_cap(endpoint, adapter):
-                self._defer(delivery, self._backlog_wait(endpoint, adapter), f"{endpoint}: held enough")
+                self._defer(
+                    delivery,
+                    self._backlog_wait(endpoint, adapter),
+                    "endpoint busy",
+                    f"waiting: this worker already holds enough for {loggable(endpoint)}",
+                )
                 deferred += 1
                 continue
             item = _Item(delivery, message, adapter, endpoint)
@@ -276,12 +281,12 @@ class DeliveryWorker:
         async with slots, self._slots:
             wait = self._breaker_wait(item.endpoint)
             if wait > 0:
-                self._defer(item.delivery, wait, f"{item.endpoint}: circuit open")
+                self._defer(item.delivery, wait, "circuit open", self._open_reason(item.endpoint, wait), replace=True)
                 return
             lease_left = (item.delivery.lease_until or utcnow()) - utcnow()
             if lease_left < timedelta(seconds=self.send_timeout):
                 # Too late to finish under this lease: another worker could take the row meanwhile.
-                self._defer(item.delivery, 0.0, "lease too short to send")
+                self._defer(item.delivery, 0.0, "lease short", "put back unsent: too little of its lease was left")
                 return
             item.started = True
             started_at = utcnow()
@@ -321,10 +326,15 @@ class DeliveryWorker:
         if len(self._outcomes) >= self.batch:
             self._flush_now.set()
 
-    def _defer(self, delivery: Delivery, seconds: float, reason: str) -> None:
-        metrics.DELIVERIES_DEFERRED.labels(reason=reason.rsplit(": ", 1)[-1]).inc()
+    def _defer(self, delivery: Delivery, seconds: float, kind: str, reason: str, *, replace: bool = False) -> None:
+        """Put a claimed delivery back unsent; ``reason`` shows as its last error (``replace``: over a real one too)."""
+        metrics.DELIVERIES_DEFERRED.labels(reason=kind).inc()
         self.stats.deferred += 1
-        self._deferrals.append(Deferral(delivery, utcnow() + timedelta(seconds=seconds), reason))
+        self._deferrals.append(Deferral(delivery, utcnow() + timedelta(seconds=seconds), reason, replace))
+
+    def _open_reason(self, endpoint: str, wait: float) -> str:
+        failures = self._breakers[endpoint].failures if endpoint in self._breakers else 0
+        return f"waiting {wait:.0f} s: {loggable(endpoint)} failed {failures} times in a row (circuit open), not tried"
 
     # ------------------------------------------------------------------ endpoints and breaker
 

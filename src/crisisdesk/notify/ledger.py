@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, and_, bindparam, insert, select, update
+from sqlalchemy import Boolean, ColumnElement, Table, and_, bindparam, case, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.config import Settings
@@ -149,7 +149,8 @@ class Deferral:
 
     delivery: Delivery
     due_at: datetime
-    reason: str
+    reason: str  # shown as the delivery's last error, so a waiting row says why
+    replace_error: bool = False  # else an earlier real error stays
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:
@@ -243,7 +244,10 @@ async def record(
         if quarantine:
             await _quarantine(session, quarantine, settings=settings, now=now)
     if deferrals:
-        rows = [{"_id": d.delivery.id, "_due_at": d.due_at} for d in deferrals]
+        rows = [
+            {"_id": d.delivery.id, "_due_at": d.due_at, "_reason": d.reason[:2000], "_replace": d.replace_error}
+            for d in deferrals
+        ]
         statement = (
             update(table)
             .where(table.c.id == bindparam("_id"), table.c.claimed_by == worker, table.c.state == "sending")
@@ -252,6 +256,13 @@ async def record(
                 due_at=bindparam("_due_at", type_=UTCDateTime()),
                 attempts=table.c.attempts - 1,
                 lease_until=None,
+                last_error=case(
+                    (
+                        and_(bindparam("_replace", type_=Boolean()).is_(False), table.c.last_error.is_not(None)),
+                        table.c.last_error,
+                    ),
+                    else_=bindparam("_reason"),
+                ),
             )
         )
         await session.execute(statement, rows)
