@@ -606,7 +606,6 @@ async def prepare(ctx: Context) -> dict[str, Any]:
 async def publish(ctx: Context) -> tuple[str, float]:
     """Declare an incident through the real service (its first update notifies); returns (update id, commit time)."""
     from crisisdesk.auth import service as auth
-    from crisisdesk.catalog import service as catalog
     from crisisdesk.incident import service as incidents
     from crisisdesk.kit.db import Database
 
@@ -614,14 +613,14 @@ async def publish(ctx: Context) -> tuple[str, float]:
     try:
         async with db.session() as session:
             admin = (await auth.list_users(session))[0]
-            component = (await catalog.list_components(session))[0]
+            # No component status change: that would send webhook subscribers a second message
+            # (the component update), and this run measures one update.
             declared = await incidents.declare(
                 session,
                 auth.actor_for(admin),
                 name="Elevated error rates on the Public API",
                 severity="SEV2",
                 body="Some requests to the Public API fail with 503. We are investigating.",
-                components={component.id: "partial_outage"},
                 deliver_notifications=True,
             )
             update_id = declared.first_update.id
@@ -683,8 +682,8 @@ async def start_workers(ctx: Context, profile_to: Path | None) -> list[Proc]:
     for i in range(ctx.workers):
         command = [str(BIN / "crisisdesk"), "worker"]
         if profile_to is not None and i == 0:
-            command = ["py-spy", "record", "--rate", "100", "--format", "speedscope", "-o", str(profile_to), "--"]
-            command += [str(BIN / "crisisdesk"), "worker"]
+            spy = shutil.which("py-spy") or "py-spy"
+            command = [spy, "record", "--rate", "100", "--format", "raw", "-o", str(profile_to), "--", *command]
         workers.append(start(ctx, f"worker-{i + 1}", command, worker_env(ctx)))
     deadline = time.monotonic() + 60
     for worker in workers:
@@ -906,7 +905,7 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, default=1, help="crisisdesk worker processes (default 1)")
     parser.add_argument("--baselines-only", action="store_true", help="measure the bare clients only")
-    parser.add_argument("--py-spy", type=Path, metavar="FILE", help="record the first worker with py-spy (speedscope)")
+    parser.add_argument("--py-spy", type=Path, metavar="FILE", help="py-spy profile of worker 1 (raw stacks)")
     parser.add_argument("--port-base", type=int, default=18500, help="first of the three loopback ports used")
     parser.add_argument("--output", type=Path, help="default bench/results/fanout-<time>.json")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (database, logs)")
