@@ -168,3 +168,23 @@ async def test_declare_page_offers_templates_and_declares_from_one(client: httpx
     assert declared.status_code == 303, declared.text
     page = await client.get(declared.headers["location"])
     assert "Sign-in failures for Sign-in (SSO)" in page.text
+
+
+async def test_an_admin_turns_free_text_approval_off_for_a_severity(client: httpx.AsyncClient, db: Database) -> None:
+    _, csrf = await sign_in(client, db, role=Role.admin)
+    page = await client.get("/console/severity")
+    assert page.text.count('name="free_text_approval" value="on" checked') == 2  # SEV1 and SEV2 by default
+    response = await client.post(
+        "/console/severity/SEV2",
+        headers=HTML,
+        data={"csrf_token": csrf, "cadence_minutes": "30", "required_roles": "incident_commander"},
+    )
+    assert response.status_code == 303
+    page = await client.get("/console/severity")
+    assert page.text.count('name="free_text_approval" value="on" checked') == 1
+    from crisisdesk.incident import policy as policies
+    from crisisdesk.incident.models import Severity
+
+    async with db.session() as s:
+        assert (await policies.get_policy(s, Severity.SEV2)).free_text_approval is False
+        assert (await policies.get_policy(s, Severity.SEV1)).free_text_approval is True
