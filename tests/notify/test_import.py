@@ -11,6 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from crisisdesk.auth.models import Role
@@ -18,6 +21,7 @@ from crisisdesk.config import Settings
 from crisisdesk.kit.db import Database
 from crisisdesk.kit.errors import InvalidInput
 from crisisdesk.notify import importing
+from crisisdesk.notify.addresses import normalize_email
 from crisisdesk.notify.models import Delivery, Purpose, Subscriber, SubscriberComponent, SubscriberState
 from tests.fixtures.api import count_rows
 from tests.fixtures.auth import make_actor
@@ -181,3 +185,27 @@ async def test_cli_import_and_count(db: Database, database_url: str, tmp_path: P
     bad_header.write_text("email,address\n", encoding="utf-8")
     refused = _cli(env, tmp_path, "subscribers", "import", str(bad_header))
     assert refused.returncode == 1 and "the first line must be the header" in refused.stderr
+
+
+_LOCAL_CHARS = "aZ09.!#$%&'*+/=?^_`{|}~-\"ü @()[]\\,;:"
+_DOMAINS = ["example.com", "EXAMPLE.org", "xn--bcher-kva.example", "localhost", "test", "-x.com", "example.com.",
+            "ex_ample.com", "[127.0.0.1]", "münchen.de"]  # fmt: skip
+
+
+@hypothesis_settings(max_examples=400, deadline=None)
+@given(locals_=st.lists(st.text(alphabet=_LOCAL_CHARS, max_size=10), min_size=1, max_size=8),
+       domain=st.sampled_from(_DOMAINS))  # fmt: skip
+def test_the_import_email_shortcut_agrees_with_the_full_check(locals_: list[str], domain: str) -> None:
+    """Once a domain passed the full check, plain local parts skip it: the answer must be the same."""
+    checker = importing._EmailChecker()
+    for local in locals_:
+        address = f"{local}@{domain}"
+        try:
+            expected: str | None = normalize_email(address)
+        except InvalidInput:
+            expected = None
+        try:
+            got: str | None = checker.check(address)
+        except InvalidInput:
+            got = None
+        assert got == expected, address
