@@ -8,22 +8,34 @@ import pytest
 from sqlalchemy import select, update
 
 from crisisdesk.catalog.models import Component
+from crisisdesk.config import Settings
 from crisisdesk.incident import service as incidents
 from crisisdesk.incident.models import Incident
 from crisisdesk.kit.db import Database
 from crisisdesk.kit.errors import Conflict, InvalidInput
 from crisisdesk.kit.jobs import Job, JobRunner
+from crisisdesk.kit.runtime import Runtime
 from crisisdesk.kit.time import utcnow
+from crisisdesk.kit.watch import ChangeWatcher
 from crisisdesk.maintenance import service as maintenance
+from crisisdesk.worker import register_tasks
 from tests.fixtures.auth import make_actor
 from tests.fixtures.incident import make_component, make_incident, make_maintenance
 
+MAINTENANCE_JOBS = (maintenance.START, maintenance.COMPLETE)
+
 
 def runner_for(db: Database) -> JobRunner:
-    runner = JobRunner(db)
-    runner.register(maintenance.START, maintenance.run_start)
-    runner.register(maintenance.COMPLETE, maintenance.run_complete)
-    return runner
+    """A runner with every handler a worker has, so the updates' fan-out jobs run too."""
+    runtime = Runtime(Settings(demo=True, database_url=db.url), db, ChangeWatcher(db, interval=1), JobRunner(db))
+    register_tasks(runtime)
+    return runtime.runner
+
+
+async def finished(db: Database, kind: str) -> bool:
+    """No job of this kind is left to run (completing a window removes its own job)."""
+    async with db.session() as s:
+        return await s.scalar(select(Job).where(Job.kind == kind, Job.finished_at.is_(None))) is None
 
 
 async def make_due(db: Database, what: str) -> None:
@@ -37,14 +49,17 @@ async def test_window_starts_and_completes_by_itself(db: Database) -> None:
         web = await make_component(s)
         m = await make_maintenance(s, actor, [web.id])
     runner = runner_for(db)
-    assert await runner.run_due() == 0  # not due yet
+    await runner.run_due()
+    assert not await finished(db, maintenance.START)  # not due yet
     await make_due(db, maintenance.START)
-    assert await runner.run_due() == 1
+    await runner.run_due()
+    assert await finished(db, maintenance.START)
     async with db.session() as s:
         assert (await s.get(Incident, m.id)).status == "in_progress"
         assert (await s.get(Component, web.id)).status == "under_maintenance"
     await make_due(db, maintenance.COMPLETE)
-    assert await runner.run_due() == 1
+    await runner.run_due()
+    assert await finished(db, maintenance.COMPLETE)
     async with db.session() as s:
         loaded = await incidents.get_incident(s, m.id)
         assert loaded.status == "completed" and loaded.resolved_at is not None
@@ -90,7 +105,8 @@ async def test_edit_moves_the_jobs_and_cancel_removes_them(db: Database) -> None
         loaded = await incidents.get_incident(s, m.id)
         assert loaded.status == "completed" and loaded.cancelled_at is not None
         assert "cancelled" in loaded.updates[0].body
-        assert list(await s.scalars(select(Job).where(Job.finished_at.is_(None)))) == []
+        pending = select(Job).where(Job.finished_at.is_(None), Job.kind.in_(MAINTENANCE_JOBS))
+        assert list(await s.scalars(pending)) == []
     with pytest.raises(Conflict):
         async with db.session() as s:
             await maintenance.cancel(s, actor, await incidents.get_incident(s, m.id))

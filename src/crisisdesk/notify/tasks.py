@@ -11,7 +11,7 @@ import aiohttp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.kit.runtime import Runtime
-from crisisdesk.notify import fanout
+from crisisdesk.notify import addresses, fanout
 from crisisdesk.notify.deliver import DeliveryWorker
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,12 @@ def register(runtime: Runtime) -> None:
 def http_session(runtime: Runtime) -> aiohttp.ClientSession:
     """The one HTTP client pool of a worker, shared by every HTTP channel."""
     settings = runtime.settings
-    connector = aiohttp.TCPConnector(limit=settings.delivery_concurrency, ttl_dns_cache=60)
-    timeout = aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds)
-    return aiohttp.ClientSession(connector=connector, timeout=timeout)
+    # Its resolver refuses hosts that resolve to private addresses (DNS rebinding) unless allowed.
+    return addresses.http_session(
+        allow_private=settings.allow_private_webhooks,
+        limit=settings.delivery_concurrency,
+        timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_seconds),
+    )
 
 
 @asynccontextmanager
