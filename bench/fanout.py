@@ -3,15 +3,15 @@
     .venv/bin/python bench/fanout.py [--quick] [--postgres URL] [--workers N]
 
 One run, one machine. An aiosmtpd sink and an HTTP receiver (bench/sendtools.py) run in their
-own processes and count what arrives (per message id, so repeats show). First the baselines: a bare aiosmtplib
-client sends the same kind of message with connection reuse at 50 connections, and aiohttp and
-httpx POST the same kind of signed webhook body at concurrency 50, with no ledger at all. Then a
-fresh database (a temporary SQLite file, or a new PostgreSQL database created next to the one
-``--postgres`` names and dropped afterwards) is migrated, 100,000 email and 10,000 webhook
-subscribers are imported in bulk (10,000 + 1,000 with ``--quick``), ``crisisdesk worker``
-processes are started, and one update is published through the real incident service. The run
-is timed from the update's commit until the peers have received every message; each worker's
-peak resident memory is read from /proc.
+own processes and count what arrives (per message id, so repeats show). First the baselines: a
+bare aiosmtplib client sends the same kind of message with connection reuse at 50 connections,
+and aiohttp and httpx POST the same kind of signed webhook body at concurrency 50, with no ledger
+at all. Then a fresh database (a temporary SQLite file, or a new PostgreSQL database created next
+to the one ``--postgres`` names and dropped afterwards) is migrated, 100,000 email and 10,000
+webhook subscribers are imported in bulk (10,000 + 1,000 with ``--quick``), ``crisisdesk worker``
+processes are started, and one update is published through the real incident service. The run is
+timed from the update's commit until the peers have received every message; each worker's peak
+resident memory is read from /proc.
 
 It prints a table, writes bench/results/fanout-<time>.json, and prints the figures as one JSON
 object on its last line. Every server listens on loopback only (the webhook receiver on several
