@@ -81,6 +81,7 @@ class Context:
     tmp: Path
     port_base: int
     workers: int
+    uvloop: bool = False
     procs: list[Proc] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -339,10 +340,16 @@ def worker_env(ctx: Context) -> dict[str, str]:
     }
 
 
+# ``crisisdesk worker`` on uvloop instead of asyncio's default loop, to measure what it would change.
+UVLOOP_WORKER = "import sys, uvloop; uvloop.install(); from crisisdesk.cli import app; app(['worker'])"
+
+
 async def start_workers(ctx: Context, profile_to: Path | None) -> list[Proc]:
     workers = []
     for i in range(ctx.workers):
         command = [str(BIN / "crisisdesk"), "worker"]
+        if ctx.uvloop:
+            command = [sys.executable, "-c", UVLOOP_WORKER]
         if profile_to is not None and i == 0:
             spy = shutil.which("py-spy") or "py-spy"
             command = [spy, "record", "--rate", "100", "--format", "raw", "-o", str(profile_to), "--", *command]
@@ -363,8 +370,8 @@ def worker_pids(worker: Proc) -> list[int]:
     found = []
     for pid in process_tree(worker.proc.pid):
         with contextlib.suppress(OSError):
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if any(part.endswith(b"/crisisdesk") for part in command) and b"py-spy" not in command[0]:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+            if b"py-spy" not in command[0] and (b"crisisdesk" in command[-1] or command[-1] == b"worker"):
                 found.append(pid)
     return found
 
@@ -566,6 +573,7 @@ async def run(ctx: Context, *, baselines_only: bool, profile_to: Path | None) ->
         "quick": ctx.profile is QUICK,
         "database": "postgresql" if ctx.url.startswith("postgresql") else "sqlite",
         "subscribers": {"email": ctx.profile.emails, "webhook": ctx.profile.webhooks},
+        "worker_loop": "uvloop" if ctx.uvloop else "asyncio",
         "cpu_idle_before_pct": idle_percent(),
         "machine": machine(),
     }
@@ -599,6 +607,7 @@ def main() -> int:
         "the database is created next to db and dropped at the end)",
     )
     parser.add_argument("--workers", type=int, default=1, help="crisisdesk worker processes (default 1)")
+    parser.add_argument("--uvloop", action="store_true", help="run the workers on uvloop (an experiment)")
     parser.add_argument("--baselines-only", action="store_true", help="measure the bare clients only")
     parser.add_argument("--py-spy", type=Path, metavar="FILE", help="py-spy profile of worker 1 (raw stacks)")
     parser.add_argument("--port-base", type=int, default=18500, help="first of the three loopback ports used")
@@ -617,7 +626,7 @@ def main() -> int:
         else:
             url = f"sqlite+aiosqlite:///{tmp / 'bench.db'}"
         profile = QUICK if args.quick else FULL
-        ctx = Context(profile=profile, url=url, tmp=tmp, port_base=args.port_base, workers=args.workers)
+        ctx = Context(profile, url, tmp, args.port_base, args.workers, uvloop=args.uvloop)
         try:
             result = asyncio.run(run(ctx, baselines_only=args.baselines_only, profile_to=args.py_spy))
         finally:
