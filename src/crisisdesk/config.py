@@ -9,6 +9,9 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEMO_SECRET = "demo-secret-change-me"  # noqa: S105 - refused outside demo mode
+# A delivery lease must outlast the longest send by this much: the worker's own 5 s guard past
+# the timeout, and time to wait for a free slot and to record the result.
+LEASE_MARGIN_SECONDS = 10.0
 
 
 class Settings(BaseSettings):
@@ -106,6 +109,22 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CRISISDESK_SECRET_KEY must be set to a long random value outside demo mode "
                 "(or set CRISISDESK_DEMO=true)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _refuse_a_lease_shorter_than_a_send(self) -> Settings:
+        # A worker starts a send only while its row's lease outlasts the longest send (the
+        # timeout plus its own 5 s guard); with a shorter lease every row would be put back
+        # unsent, over and over, without an error anywhere.
+        longest = max(self.smtp_timeout, self.webhook_timeout_seconds)
+        shortest = longest + LEASE_MARGIN_SECONDS
+        if self.delivery_lease_seconds < shortest:
+            raise ValueError(
+                f"CRISISDESK_DELIVERY_LEASE_SECONDS ({self.delivery_lease_seconds:g}) must be at least "
+                f"{shortest:g}: the longest send (CRISISDESK_SMTP_TIMEOUT {self.smtp_timeout:g}, "
+                f"CRISISDESK_WEBHOOK_TIMEOUT_SECONDS {self.webhook_timeout_seconds:g}) plus "
+                f"{LEASE_MARGIN_SECONDS:g} s, or the workers could never send within a lease"
             )
         return self
 

@@ -1,8 +1,10 @@
 """The delivery worker: claim due deliveries, send them through the channels, record the outcome.
 
-It streams rather than working batch by batch: up to ``delivery_concurrency`` sends are in
-flight, more rows are claimed as slots free, and results are written every ~0.2 s (or every
-``delivery_batch`` results) in one transaction. One endpoint (a webhook host, the SMTP server)
+It streams rather than working batch by batch, and each channel is its own lane: a lane claims
+only its channel's rows, has up to ``delivery_concurrency`` sends in flight and claims more as
+they finish, so 10,000 webhooks do not queue behind 100,000 emails, and a slow SMTP server does
+not hold up Slack. Results of every lane are written every ~0.2 s (or every ``delivery_batch``
+results) in one transaction. One endpoint (a webhook host, the SMTP server)
 cannot slow the others: each has its own concurrency limit, a cap on how many of its
 deliveries this worker holds (the excess goes back at once for another worker or later), and a
 circuit breaker that puts its deliveries back while it is failing, without counting an attempt.
@@ -44,6 +46,14 @@ HOLD_PER_SLOT = 2
 HOLD_SECONDS = 10.0
 # How often an incident's console page is told that its delivery counts changed.
 TOPIC_INTERVAL = 1.0
+# A lane whose claim found nothing waits at least this many times as long as the claim took
+# (a claim filtered by channel steps over the other channels' backlog), at most IDLE_MAX s, so
+# an idle lane stays a small share of the database's work.
+IDLE_COST_RATIO = 20.0
+IDLE_MAX = 2.0
+# Deliveries per endpoint this worker remembers as waiting to retry, to bring them forward
+# when the endpoint answers again.
+WAITING_CAP = 100_000
 
 
 def loggable(endpoint: str) -> str:
@@ -65,12 +75,26 @@ class _Breaker:
     open_until: float = 0.0  # time.monotonic()
 
 
+@dataclass(eq=False)
+class _Lane:
+    """A claim stream with its own in-flight budget: one channel, or (``channels`` None) every
+    channel without a lane of its own, which has no adapter and so fails at once."""
+
+    name: str
+    channels: tuple[str, ...] | None
+    exclude: tuple[str, ...]
+    slots: asyncio.Semaphore
+    held: int = 0
+    freed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 @dataclass
 class _Item:
     delivery: Delivery
     message: Message
     adapter: ChannelAdapter
     endpoint: str
+    lane: _Lane
     started: bool = False
 
 
@@ -110,17 +134,21 @@ class DeliveryWorker:
         # Past this, a send is guarded by the worker itself (a channel that ignores its timeout).
         self.send_timeout = max(settings.webhook_timeout_seconds, settings.smtp_timeout) + 5
         self.stats = WorkerStats()
-        self._slots = asyncio.Semaphore(self.concurrency)
+        own = tuple(sorted(channel.value for channel in self.adapters))
+        self._lanes = [_Lane(c, (c,), (), asyncio.Semaphore(self.concurrency)) for c in own]
+        self._rest = _Lane("other", None, own, asyncio.Semaphore(self.concurrency))
+        self._lanes.append(self._rest)
+        self._lane_of = {lane.name: lane for lane in self._lanes if lane.channels is not None}
         self._endpoint_slots: dict[str, asyncio.Semaphore] = {}
         self._held: Counter[str] = Counter()
-        self._held_total = 0
+        self._waiting: dict[str, set[int]] = {}  # endpoint -> deliveries it made wait
+        self._recovered: set[str] = set()  # endpoints that answered again after failing
         self._durations: dict[str, float] = {}  # moving average per endpoint, seconds
         self._sending_since: dict[str, dict[int, float]] = {}  # endpoint -> delivery id -> monotonic start
         self._breakers: dict[str, _Breaker] = {}
         self._outcomes: list[Outcome] = []
         self._deferrals: list[Deferral] = []
         self._tasks: dict[asyncio.Task[None], _Item] = {}
-        self._freed = asyncio.Event()
         self._flush_now = asyncio.Event()
         self._topics_at: dict[str, float] = {}
         self._topics_due: set[str] = set()
@@ -139,37 +167,45 @@ class DeliveryWorker:
     async def run_forever(self) -> None:
         """Send until cancelled; on cancel, put back what has not started and record what has."""
         flusher = asyncio.create_task(self._flush_loop(), name="delivery-flush")
+        lanes = [asyncio.create_task(self._run_lane(lane), name=f"delivery-{lane.name}") for lane in self._lanes]
         try:
-            while True:
-                room = min(self.batch, 2 * self.concurrency - self._held_total)
-                if self._held_total >= self.concurrency or room <= 0:
-                    self._freed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._freed.wait(), self.idle)
-                    continue
-                try:
-                    claimed = await self._claim(room)
-                except Exception:
-                    metrics.WORKER_ERRORS.labels(stage="delivery_claim").inc()
-                    log.exception("claiming deliveries failed; retrying")
-                    await asyncio.sleep(2)
-                    continue
-                if claimed:
-                    deferred = await self._accept(claimed)
-                    # Most of a claim put back means the endpoints at hand are saturated: wait for
-                    # a send to finish rather than claim (and put back) the next rows at once.
-                    if len(claimed) >= room and deferred * 2 <= len(claimed):
-                        continue
-                    self._freed.clear()
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._freed.wait(), self.idle)
-                    continue
-                await asyncio.sleep(self.idle)
+            await asyncio.gather(*lanes)
         finally:
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await flusher
+            for task in [*lanes, flusher]:
+                task.cancel()
+            await asyncio.gather(*lanes, flusher, return_exceptions=True)
             await self._shutdown()
+
+    async def _run_lane(self, lane: _Lane) -> None:
+        """Claim this lane's rows as its sends finish, until cancelled."""
+        while True:
+            room = min(self.batch, 2 * self.concurrency - lane.held)
+            if lane.held >= self.concurrency or room <= 0:
+                await self._wait_freed(lane)
+                continue
+            began = time.monotonic()
+            try:
+                claimed = await self._claim(room, lane)
+            except Exception:
+                metrics.WORKER_ERRORS.labels(stage="delivery_claim").inc()
+                log.exception("claiming %s deliveries failed; retrying", lane.name)
+                await asyncio.sleep(2)
+                continue
+            took = time.monotonic() - began
+            if claimed:
+                deferred = await self._accept(claimed)
+                # Most of a claim put back means the endpoints at hand are saturated: wait for
+                # a send to finish rather than claim (and put back) the next rows at once.
+                if len(claimed) >= room and deferred * 2 <= len(claimed):
+                    continue
+                await self._wait_freed(lane)
+                continue
+            await asyncio.sleep(min(IDLE_MAX, max(self.idle, IDLE_COST_RATIO * took)))
+
+    async def _wait_freed(self, lane: _Lane) -> None:
+        lane.freed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(lane.freed.wait(), self.idle)
 
     async def close(self) -> None:
         """Close every channel's connections."""
@@ -199,9 +235,15 @@ class DeliveryWorker:
 
     # --------------------------------------------------------------------------- claiming
 
-    async def _claim(self, limit: int) -> list[Delivery]:
+    async def _claim(self, limit: int, lane: _Lane | None = None) -> list[Delivery]:
+        """Claim due rows: of one lane, or (``run_once``) of every channel."""
         claimed = await ledger.claim(
-            self.db, worker=self.name, limit=limit, lease_seconds=self.settings.delivery_lease_seconds
+            self.db,
+            worker=self.name,
+            limit=limit,
+            lease_seconds=self.settings.delivery_lease_seconds,
+            channels=lane.channels if lane else None,
+            exclude=lane.exclude if lane else (),
         )
         self.stats.claimed += len(claimed)
         return claimed
@@ -238,7 +280,9 @@ class DeliveryWorker:
             endpoint = adapter.endpoint(message)
             wait = self._breaker_wait(endpoint)
             if wait > 0:
-                self._defer(delivery, wait, "circuit open", self._open_reason(endpoint, wait), replace=True)
+                self._defer(
+                    delivery, wait, "circuit open", self._open_reason(endpoint, wait), replace=True, endpoint=endpoint
+                )
                 deferred += 1
                 continue
             if self._held[endpoint] >= self._hold_cap(endpoint, adapter):
@@ -250,9 +294,10 @@ class DeliveryWorker:
                 )
                 deferred += 1
                 continue
-            item = _Item(delivery, message, adapter, endpoint)
+            lane = self._lane_of.get(str(delivery.channel), self._rest)
+            item = _Item(delivery, message, adapter, endpoint, lane)
             self._held[endpoint] += 1
-            self._held_total += 1
+            lane.held += 1
             task = asyncio.create_task(self._send(item))
             self._tasks[task] = item
             task.add_done_callback(self._done)
@@ -263,14 +308,14 @@ class DeliveryWorker:
         if item is None:
             return
         self._held[item.endpoint] -= 1
-        self._held_total -= 1
+        item.lane.held -= 1
         if self._held[item.endpoint] <= 0:
             del self._held[item.endpoint]
             self._endpoint_slots.pop(item.endpoint, None)
             self._sending_since.pop(item.endpoint, None)
         else:
             self._sending_since.get(item.endpoint, {}).pop(item.delivery.id, None)
-        self._freed.set()
+        item.lane.freed.set()
 
     # ---------------------------------------------------------------------------- sending
 
@@ -278,10 +323,11 @@ class DeliveryWorker:
         slots = self._endpoint_slots.get(item.endpoint)
         if slots is None:
             slots = self._endpoint_slots[item.endpoint] = asyncio.Semaphore(self._limit(item.adapter))
-        async with slots, self._slots:
+        async with slots, item.lane.slots:
             wait = self._breaker_wait(item.endpoint)
             if wait > 0:
-                self._defer(item.delivery, wait, "circuit open", self._open_reason(item.endpoint, wait), replace=True)
+                reason = self._open_reason(item.endpoint, wait)
+                self._defer(item.delivery, wait, "circuit open", reason, replace=True, endpoint=item.endpoint)
                 return
             lease_left = (item.delivery.lease_until or utcnow()) - utcnow()
             if lease_left < timedelta(seconds=self.send_timeout):
@@ -323,14 +369,38 @@ class DeliveryWorker:
                 " (address unreachable)" if result.unreachable else "",
             )
         self._outcomes.append(Outcome(delivery, result, at, duration))
+        if endpoint != "-":
+            if result.outcome == AttemptOutcome.retry:
+                self._remember_waiting(endpoint, delivery.id)
+            elif endpoint in self._waiting:
+                self._waiting[endpoint].discard(delivery.id)
         if len(self._outcomes) >= self.batch:
             self._flush_now.set()
 
-    def _defer(self, delivery: Delivery, seconds: float, kind: str, reason: str, *, replace: bool = False) -> None:
-        """Put a claimed delivery back unsent; ``reason`` shows as its last error (``replace``: over a real one too)."""
+    def _defer(
+        self,
+        delivery: Delivery,
+        seconds: float,
+        kind: str,
+        reason: str,
+        *,
+        replace: bool = False,
+        endpoint: str | None = None,
+    ) -> None:
+        """Put a claimed delivery back unsent; ``reason`` shows as its last error (``replace``: over a real one too).
+
+        With ``endpoint`` (its circuit is open) it is brought forward when the endpoint answers again.
+        """
         metrics.DELIVERIES_DEFERRED.labels(reason=kind).inc()
         self.stats.deferred += 1
         self._deferrals.append(Deferral(delivery, utcnow() + timedelta(seconds=seconds), reason, replace))
+        if endpoint is not None:
+            self._remember_waiting(endpoint, delivery.id)
+
+    def _remember_waiting(self, endpoint: str, delivery_id: int) -> None:
+        waiting = self._waiting.setdefault(endpoint, set())
+        if len(waiting) < WAITING_CAP:
+            waiting.add(delivery_id)
 
     def _open_reason(self, endpoint: str, wait: float) -> str:
         failures = self._breakers[endpoint].failures if endpoint in self._breakers else 0
@@ -377,9 +447,13 @@ class DeliveryWorker:
             result.outcome == AttemptOutcome.failed and not result.unreachable
         )
         if not failing:
-            # A bad address says nothing about the endpoint; a success closes the breaker.
+            # A bad address says nothing about the endpoint; a success closes the breaker, and
+            # what waits on backoff for this endpoint may go now.
             if result.outcome == AttemptOutcome.delivered:
-                self._breakers.pop(endpoint, None)
+                breaker = self._breakers.pop(endpoint, None)
+                if breaker is not None and breaker.failures > 0 and self._waiting.get(endpoint):
+                    self._recovered.add(endpoint)
+                    self._flush_now.set()
             return
         breaker = self._breakers.setdefault(endpoint, _Breaker())
         breaker.failures += 1
@@ -411,20 +485,31 @@ class DeliveryWorker:
         """Write the results gathered so far in one transaction (kept for the next try on error)."""
         outcomes, self._outcomes = self._outcomes, []
         deferrals, self._deferrals = self._deferrals, []
-        if not outcomes and not deferrals and not self._topics_due:
+        recovered = {endpoint: self._waiting.pop(endpoint, set()) for endpoint in self._recovered}
+        self._recovered = set()
+        if not outcomes and not deferrals and not self._topics_due and not recovered:
             return
         try:
             async with self.db.session() as session:
                 touched = await ledger.record(
                     session, worker=self.name, settings=self.settings, outcomes=outcomes, deferrals=deferrals
                 )
+                # After the results: a row this flush sets to retrying is brought forward too.
+                moved = await ledger.bring_forward(session, sorted(set().union(*recovered.values())))
                 topics = self._topics(touched, force=force_topics)
                 if topics:
                     events.record(session, *topics)
         except BaseException:
             self._outcomes[:0] = outcomes
             self._deferrals[:0] = deferrals
+            for endpoint, ids in recovered.items():
+                self._waiting.setdefault(endpoint, set()).update(ids)
+            self._recovered.update(recovered)
             raise
+        if moved:
+            log.info(
+                "%s answers again: %s deliveries waiting for it are due now", ", ".join(map(loggable, recovered)), moved
+            )
         self.stats.flushes += 1
 
     def _topics(self, incidents: set[str], *, force: bool) -> list[str]:

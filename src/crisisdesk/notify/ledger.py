@@ -91,8 +91,13 @@ async def claim(
     limit: int,
     lease_seconds: float,
     now: datetime | None = None,
+    channels: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
 ) -> list[Delivery]:
     """Claim up to ``limit`` due deliveries for ``worker`` under a lease, in one transaction.
+
+    ``channels`` limits the claim to those channels and ``exclude`` leaves some out, so a worker
+    claims each channel as its own stream (a backlog of emails does not hold up webhooks).
 
     Due means pending or retrying with ``due_at`` passed, or sending under a lease that ran out
     (its worker died). Each step is one ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP
@@ -107,6 +112,10 @@ async def claim(
         (and_(Delivery.state == DeliveryState.retrying, Delivery.due_at <= now), Delivery.due_at),
         (and_(Delivery.state == DeliveryState.pending, Delivery.due_at <= now), Delivery.due_at),
     ]
+    if channels is not None:
+        steps = [(and_(condition, Delivery.channel.in_(list(channels))), order) for condition, order in steps]
+    if exclude:
+        steps = [(and_(condition, Delivery.channel.not_in(list(exclude))), order) for condition, order in steps]
     claimed: list[Delivery] = []
     async with db.sessionmaker() as session:
         for condition, order in steps:
@@ -209,7 +218,8 @@ async def record(
             }
             for o in outcomes
         ]
-        await session.execute(insert(DeliveryAttempt), attempts)
+        # Core, not the ORM entity: the ORM's bulk path costs more than the statement itself.
+        await session.execute(insert(cast(Table, DeliveryAttempt.__table__)), attempts)
         changes: list[dict[str, Any]] = []
         quarantine: list[dict[str, Any]] = []
         for o in outcomes:
@@ -283,3 +293,23 @@ async def _quarantine(session: AsyncSession, rows: list[dict[str, Any]], *, sett
         )
     )
     await session.execute(statement, rows)
+
+
+async def bring_forward(session: AsyncSession, ids: Sequence[int], *, now: datetime | None = None) -> int:
+    """Make these deliveries due now if they still wait to retry later; returns how many did.
+
+    The worker calls it when an endpoint answers again after failures, so rows waiting out
+    their backoff (or an open circuit) for that endpoint go at once rather than minutes later.
+    """
+    now = now or utcnow()
+    table = cast(Table, Delivery.__table__)
+    moved = 0
+    for start in range(0, len(ids), 500):
+        chunk = list(ids[start : start + 500])
+        result = await session.execute(
+            update(table)
+            .where(table.c.id.in_(chunk), table.c.state == DeliveryState.retrying.value, table.c.due_at > now)
+            .values(due_at=now)
+        )
+        moved += cast(Any, result).rowcount or 0
+    return moved
