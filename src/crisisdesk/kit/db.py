@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, DateTime, MetaData, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -94,6 +95,16 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def dialect_insert(session: AsyncSession) -> Any:
+    """The dialect's ``insert`` (it knows ``on_conflict_do_nothing``) for this session's engine.
+
+    Prefer it to catching IntegrityError in a SAVEPOINT: on SQLite a SAVEPOINT opens a deferred
+    transaction whose first read pins a snapshot, and the write after it fails at once with
+    "database is locked" if another connection committed in between.
+    """
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -26,6 +26,7 @@ from crisisdesk.catalog.models import Component
 from crisisdesk.config import Settings
 from crisisdesk.incident.models import Incident
 from crisisdesk.kit import jobs
+from crisisdesk.kit.db import dialect_insert
 from crisisdesk.kit.errors import Conflict, InvalidInput, NotFound, TooManyRequests
 from crisisdesk.kit.time import utcnow
 from crisisdesk.notify import addresses, ledger
@@ -509,13 +510,12 @@ async def ensure_purge_job(session: AsyncSession, now: datetime | None = None) -
     """Make sure the hourly purge is scheduled; safe from any number of processes at once."""
     due = next_purge_at(now or utcnow())
     key = purge_key(due)
-    if await session.scalar(select(jobs.Job.id).where(jobs.Job.key == key)) is not None:
-        return
-    try:
-        async with session.begin_nested():
-            await jobs.schedule(session, PURGE, due, key=key)
-    except IntegrityError:
-        pass  # another process scheduled the same hour first
+    # Another process may schedule the same hour at the same moment: the unique key keeps one.
+    await session.execute(
+        dialect_insert(session)(jobs.Job)
+        .values(kind=PURGE, key=key, due_at=due, payload={}, attempts=0, created_at=utcnow())
+        .on_conflict_do_nothing()
+    )
 
 
 async def run_purge(session: AsyncSession, payload: dict[str, object]) -> None:
