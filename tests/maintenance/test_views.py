@@ -8,12 +8,14 @@ from datetime import timedelta
 import httpx
 from sqlalchemy import func, select
 
+from crisisdesk.config import Settings
 from crisisdesk.incident import service as incidents
 from crisisdesk.incident.models import Incident, Kind
 from crisisdesk.kit.db import Database
 from crisisdesk.kit.time import utcnow
 from tests.fixtures.console import HTML, field_error, sign_in, utc_local
 from tests.fixtures.incident import make_component
+from tests.fixtures.notify import make_subscribers, run_jobs
 
 
 async def _schedule(client: httpx.AsyncClient, csrf: str, components: list[str], **fields: str) -> httpx.Response:
@@ -146,3 +148,24 @@ async def test_started_window_only_moves_its_end(client: httpx.AsyncClient, db: 
     assert response.status_code == 303
     async with db.session() as s:
         assert (await incidents.get_incident(s, maintenance_id)).status == "completed"
+
+
+async def test_the_maintenance_page_shows_who_was_notified(
+    client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    """Announcing a window notifies subscribers; its page has the same live panel as an incident's."""
+    async with db.session() as s:
+        api = await make_component(s, "Public API")
+        await make_subscribers(s, 3)
+    _, csrf = await sign_in(client, db)
+    maintenance_id = (await _schedule(client, csrf, [api.id])).headers["location"].rsplit("/", 1)[1]
+    await run_jobs(db, settings)
+
+    page = await client.get(f"/console/maintenance/{maintenance_id}", headers=HTML)
+    assert f'data-fragment="/console/incidents/{maintenance_id}/deliveries"' in page.text
+    panel = await client.get(f"/console/incidents/{maintenance_id}/deliveries", headers=HTML)
+    assert panel.status_code == 200
+    row = re.search(r'<tr data-channel="email">(.*?)</tr>', panel.text, re.S)
+    assert row, panel.text
+    pending = re.search(r'<td data-bucket="pending"[^>]*>(.*?)</td>', row.group(1), re.S)
+    assert pending and re.sub(r"<[^>]+>", "", pending.group(1)).strip() == "3"
