@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -50,6 +51,43 @@ def test_a_syntax_error_names_the_variant_and_the_line() -> None:
 def test_sandbox_escapes_are_refused_at_save(source: str) -> None:
     error = _refused(body=source)
     assert error.field == "body"
+
+
+# Each of these, before the sandbox bounded its cost, ran for minutes or allocated gigabytes on
+# the web process's event loop (or, for the macro, answered 500 with a RecursionError).
+@pytest.mark.parametrize(
+    ("source", "why"),
+    [
+        ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "calls itself"),
+        ("{% macro f(n) %}{% if n %}{{ f(n-1) }}{{ f(n-1) }}{% endif %}{% endmacro %}{{ f(40) }}", "steps"),
+        ("{% for a in 'x'*1000 %}{% for b in 'x'*1000 %}{% endfor %}{% endfor %}", "steps"),
+        ("{{ ('x'*1000*1000*1000)|length }}", "too large"),
+        ("{{ (((10**64)**64)**64)**64 }}", "too large"),
+        ("{{ 'x'|center(10**9) }}", "too large"),
+        ("{{ 'x'.ljust(10**9)|length }}", "too large"),
+        ("{{ '{:>999999999}'.format('x')|length }}", "too large"),
+        ("{{ '{:>{}}'.format('x', 10**9)|length }}", "too large"),
+        ("{{ ('%*s' % (10**9, 'x'))|length }}", "too large"),
+        ("{{ ((('x'*1000)|join('y'*1000))|join('y'*1000))|length }}", "too large"),
+        ("{% set a = 'x'*1000 %}" + "{% set a = a ~ a %}" * 30 + "{{ a|length }}", "too large"),
+        ("{% for a in 'x'*1000 %}{{ 'y'*1000 }}{% endfor %}", "more than 50000 characters"),
+        ("{{ 'x'|truncate(-5) }}", "cannot be rendered"),
+    ],
+)
+def test_a_template_that_would_exhaust_the_process_is_refused_quickly(source: str, why: str) -> None:
+    started = time.monotonic()
+    error = _refused(email_text=source)
+    assert error.field == "email_text" and why in error.message
+    assert time.monotonic() - started < 5
+
+
+def test_the_bounds_leave_ordinary_templates_alone() -> None:
+    source = (
+        "{% for c in components %}{{ loop.index }}. {{ c|upper }}{% if not loop.last %}, {% endif %}{% endfor %} "
+        "{{ '%s-%02d' % ('a', 5) }} {{ '{} x'.format(3) }} {{ ('ab' ~ 'cd')|truncate(255) }} {{ 'x'|center(9) }}"
+    )
+    rendered = Renderer().render("email_text", source, {"components": ["Web", "API"]})
+    assert rendered == "1. WEB, 2. API a-05 3 x abcd     x    "
 
 
 @pytest.mark.parametrize("source", ["{{ cycler.__init__ }}", "{{ range(10) }}", "{{ lipsum() }}", "{{ config }}"])

@@ -17,10 +17,11 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import nh3
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
+from crisisdesk.comms.sandbox import BoundedSandbox, Budget
 from crisisdesk.kit.errors import InvalidInput
 from crisisdesk.notify.smstext import measure
 
@@ -63,22 +64,6 @@ TITLE_LIMIT = 300
 _URL = re.compile(r"https?://\S+")
 
 
-class _Sandbox(SandboxedEnvironment):
-    """The sandbox, with string and list repetition and powers bounded (a template cannot eat memory)."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
-        if operator_name == "**" and isinstance(right, int | float) and abs(right) > 64:
-            raise SecurityError("exponent too large in a template")
-        if operator_name == "*":
-            sized = isinstance(left, str | list | tuple) or isinstance(right, str | list | tuple)
-            count = right if isinstance(right, int) else left if isinstance(left, int) else 0
-            if sized and count > 1000:
-                raise SecurityError("repetition too large in a template")
-        return super().call_binop(context, operator_name, left, right)
-
-
 def _tz(settings_zone: str) -> ZoneInfo:
     try:
         return ZoneInfo(settings_zone)
@@ -91,8 +76,8 @@ def _zone_label(value: datetime) -> str:
     return "UTC" if name in ("UTC", "GMT") else name
 
 
-def _make_env(*, autoescape: bool, zone: ZoneInfo) -> _Sandbox:
-    env = _Sandbox(undefined=StrictUndefined, autoescape=autoescape)
+def _make_env(*, autoescape: bool, zone: ZoneInfo) -> BoundedSandbox:
+    env = BoundedSandbox(undefined=StrictUndefined, autoescape=autoescape)
     # No globals: range(), lipsum() and cycler() are of no use in a message and only widen the surface.
     env.globals.clear()
 
@@ -279,13 +264,26 @@ class Renderer:
                 field=variant,
             )
 
+    @staticmethod
+    def _bounded(template: Template, values: Mapping[str, Any]) -> str | None:
+        """The output, or None once it passes MAX_OUTPUT: streamed so a runaway loop cannot fill memory first."""
+        parts: list[str] = []
+        size = 0
+        with Budget():
+            for chunk in template.generate(dict(values)):
+                size += len(chunk)
+                if size > MAX_OUTPUT:
+                    return None
+                parts.append(chunk)
+        return "".join(parts)
+
     def render(self, variant: str, source: str, values: Mapping[str, Any]) -> str:
         """One variant with these values; any failure is a 422 naming the variant."""
         if not source:
             return ""
         env = self.env_for(variant)
         try:
-            output = env.from_string(source).render(dict(values))
+            output = self._bounded(env.from_string(source), values)
         except SecurityError as exc:
             raise InvalidInput(f"{VARIANTS[variant]}: not allowed in a template ({exc})", field=variant) from None
         except TemplateSyntaxError as exc:
@@ -295,9 +293,13 @@ class Renderer:
         except TemplateError as exc:
             # StrictUndefined lands here for hidden attributes such as ''.__class__.
             raise InvalidInput(f"{VARIANTS[variant]} cannot be rendered: {exc}", field=variant) from None
-        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError) as exc:
+        # Jinja's own filters check their arguments with assert (``truncate(-5)``).
+        except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError, AssertionError) as exc:
             raise InvalidInput(f"{VARIANTS[variant]} cannot be rendered: {exc}", field=variant) from None
-        if len(output) > MAX_OUTPUT:
+        except RecursionError:
+            # A macro that calls itself: Python's own limit stops it, the form gets the blame.
+            raise InvalidInput(f"{VARIANTS[variant]} calls itself without end", field=variant) from None
+        if output is None:
             raise InvalidInput(f"{VARIANTS[variant]} renders to more than {MAX_OUTPUT} characters", field=variant)
         if variant == "email_html":
             output = nh3.clean(output)
