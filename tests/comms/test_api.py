@@ -94,6 +94,10 @@ async def test_bad_templates_are_422_naming_the_field_and_nothing_is_stored(
         ({"body": "{{ ''.__class__.__mro__ }}"}, ["body", "body"], "not allowed"),
         ({"variables": [{"name": "start_time", "type": "url"}]}, ["body", "variables", "0", "type"], "datetime"),
         ({"phase": "whenever"}, ["body", "phase"], "not a phase"),
+        # A NUL used to reach PostgreSQL, which refused it, and the app answered 503 "database unreachable".
+        ({"sms": "Down\x00"}, ["body", "sms"], "NUL"),
+        ({"scenario": "Outage\x00"}, ["body", "scenario"], "NUL"),
+        ({"variables": [{"name": "who", "label": "W\x00"}]}, ["body", "variables", "0", "label"], "NUL"),
     ]
     for overrides, loc, message in cases:
         response = await client.post(f"{API}/templates", headers=headers, json=template_fields(**overrides))
@@ -103,6 +107,12 @@ async def test_bad_templates_are_422_naming_the_field_and_nothing_is_stored(
     assert await count_rows(db, MessageTemplate) == 0
     missing = await client.post(f"{API}/templates/nope/preview", headers=headers, json={})
     assert missing.status_code == 404
+    huge_phase = await client.post(f"{API}/templates", headers=headers, json=template_fields(phase="x" * 100_000))
+    assert huge_phase.status_code == 422 and len(huge_phase.text) < 1000  # the message does not echo it all
+
+    tid = (await client.post(f"{API}/templates", headers=headers, json=template_fields())).json()["id"]
+    nul = await client.post(f"{API}/templates/{tid}/preview", headers=headers, json={"values": {"workaround": "a\x00"}})
+    assert nul.status_code == 422 and ["body", "values", "workaround"] in error_locs(nul), nul.text
 
 
 async def test_drafts_over_the_api(client: httpx.AsyncClient, db: Database) -> None:
@@ -136,6 +146,12 @@ async def test_drafts_over_the_api(client: httpx.AsyncClient, db: Database) -> N
     assert (await client.post(f"{API}/drafts/{did}/approve", headers=responder)).status_code == 403
     no_reason = await client.post(f"{API}/drafts/{did}/reject", headers=admin, json={"reason": ""})
     assert no_reason.status_code == 422 and ["body", "reason"] in error_locs(no_reason)
+    nul_reason = await client.post(f"{API}/drafts/{did}/reject", headers=admin, json={"reason": "no\x00"})
+    assert nul_reason.status_code == 422 and ["body", "reason"] in error_locs(nul_reason)
+    nul_body = await client.post(
+        f"{API}/incidents/{iid}/drafts", headers=responder, json={"status": "identified", "body": "Queue\x00"}
+    )
+    assert nul_body.status_code == 422 and ["body", "body"] in error_locs(nul_body)
 
     approved = await client.post(f"{API}/drafts/{did}/approve", headers=admin)
     assert approved.status_code == 200, approved.text

@@ -88,6 +88,9 @@ async def test_bad_input_names_the_field_and_stores_nothing(client: httpx.AsyncC
         assert words in error_text(answer), f"{data}: {answer.text}"
     bad_filter = await client.get("/api/v1/subscribers", headers=admin, params={"state": "asleep"})
     assert bad_filter.status_code == 422 and ["body", "state"] in error_locs(bad_filter)
+    # A NUL in the search reached PostgreSQL, which refused the query: 503 "database unreachable".
+    nul_search = await client.get("/api/v1/subscribers", headers=admin, params={"q": "a\x00"})
+    assert nul_search.status_code == 200 and nul_search.json()["total"] == 0
     assert await count_rows(db, Subscriber) == 0
 
     await client.post("/api/v1/subscribers", headers=admin, json={"channel": "email", "address": "dup@example.com"})

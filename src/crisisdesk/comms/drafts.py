@@ -18,6 +18,7 @@ from crisisdesk.auth.service import Actor
 from crisisdesk.catalog import service as catalog
 from crisisdesk.catalog.models import ComponentStatus
 from crisisdesk.comms.models import DraftState, UpdateDraft
+from crisisdesk.comms.templates import refuse_nul
 from crisisdesk.incident import policy as policies
 from crisisdesk.incident import service as incidents
 from crisisdesk.incident.models import Incident, IncidentStatus, IncidentUpdate, Kind, Severity
@@ -51,6 +52,7 @@ async def submit_draft(
     if incident.kind != Kind.incident:
         raise InvalidInput("drafts are for incidents; maintenance updates need no approval", field="incident_id")
     parsed = incidents.parse_status(status)
+    refuse_nul(body, label="the message", field="body")
     body = incidents.check_body(body)
     next_update_at = incidents.check_next_update(next_update_at, utcnow())
     if parsed is IncidentStatus.resolved and next_update_at is not None:
@@ -175,6 +177,7 @@ async def reject(session: AsyncSession, actor: Actor, draft: UpdateDraft, *, rea
         raise InvalidInput("say why the draft is rejected", field="reason")
     if len(reason) > MAX_REASON:
         raise InvalidInput(f"reason must be at most {MAX_REASON} characters", field="reason")
+    refuse_nul(reason, label="reason", field="reason")
     _pending(draft)
     draft.state = DraftState.rejected
     draft.decided_by_id = actor.user_id

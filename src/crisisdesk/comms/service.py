@@ -31,6 +31,7 @@ from crisisdesk.comms.templates import (
     Variable,
     coerce_values,
     parse_variables,
+    refuse_nul,
     render_all,
     sample_values,
 )
@@ -95,9 +96,11 @@ def _check_labels(scenario: str, phase: str) -> tuple[str, str]:
     scenario = scenario.strip()
     if not scenario or len(scenario) > MAX_SCENARIO:
         raise InvalidInput(f"scenario must be 1 to {MAX_SCENARIO} characters", field="scenario")
+    refuse_nul(scenario, label="scenario", field="scenario")
     phase = phase.strip()
     if phase not in PHASES:
-        raise InvalidInput(f"{phase!r} is not a phase; use one of: {', '.join(PHASES)}", field="phase")
+        shown = phase if len(phase) <= 40 else phase[:40] + "…"
+        raise InvalidInput(f"{shown!r} is not a phase; use one of: {', '.join(PHASES)}", field="phase")
     return scenario, phase
 
 

@@ -144,6 +144,7 @@ def parse_variables(raw: Sequence[Mapping[str, Any]] | None) -> list[Variable]:
                 field=f"{where}.type",
             )
         label = str(item.get("label") or name.replace("_", " ").capitalize())[:120]
+        refuse_nul(label, label="the label", field=f"{where}.label")
         parsed.append(Variable(name, kind, label, bool(item.get("required", False))))
     return parsed
 
@@ -227,8 +228,15 @@ def _coerce(var: Variable, raw: Any, where: str) -> Any:
     return text
 
 
+def refuse_nul(value: str, *, label: str, field: str) -> None:
+    """Refuse a NUL character: PostgreSQL cannot store one in text, and no message needs it."""
+    if "\x00" in value:
+        raise InvalidInput(f"{label} contains a NUL character (\\0)", field=field)
+
+
 def _text(var: Variable, raw: Any, where: str) -> str:
     text = str(raw).strip()
+    refuse_nul(text, label=var.label, field=where)
     if len(text) > MAX_VALUE:
         raise InvalidInput(f"{var.label} is {len(text)} characters; at most {MAX_VALUE}", field=where)
     return text
@@ -249,6 +257,7 @@ class Renderer:
         """Syntax and declared names of one variant; raises naming the field (and line)."""
         if len(source) > MAX_SOURCE:
             raise InvalidInput(f"{VARIANTS[variant]} is {len(source)} characters; at most {MAX_SOURCE}", field=variant)
+        refuse_nul(source, label=VARIANTS[variant], field=variant)
         env = self.env_for(variant)
         try:
             tree = env.parse(source)

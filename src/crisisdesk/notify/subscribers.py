@@ -458,7 +458,9 @@ async def list_subscribers(
 ) -> SubscriberPage:
     """Subscribers newest first, filtered by part of the address, channel and state."""
     query = select(Subscriber)
-    if search and search.strip():
+    # No address holds a NUL, and PostgreSQL refuses one in a query: it is dropped from the search.
+    search = (search or "").replace("\x00", "")
+    if search.strip():
         pattern = "%" + search.strip().lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(func.lower(Subscriber.address).like(pattern, escape="\\"))
     if channel:
