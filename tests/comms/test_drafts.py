@@ -89,6 +89,28 @@ async def test_refused_free_text_becomes_a_draft_the_communications_lead_approve
             await drafts.approve(s, lead, await drafts.get_draft(s, draft.id))
 
 
+async def test_two_approvers_at_once_publish_the_draft_once(db: Database) -> None:
+    _, admin = await make_actor(db, Role.admin)
+    _, other_admin = await make_actor(db, Role.admin)
+    _, author = await make_actor(db)
+    async with db.session() as s:
+        incident = await make_incident(s, admin, severity="SEV1")
+    async with db.session() as s:
+        draft = await drafts.submit_draft(
+            s, author, await incidents.get_incident(s, incident.id), status="identified", body="Rolling back."
+        )
+    # The second approver loaded the draft (still pending) before the first one's approval committed.
+    with pytest.raises(Conflict) as caught:
+        async with db.session() as late:
+            stale = await drafts.get_draft(late, draft.id)
+            async with db.session() as first:
+                await drafts.approve(first, admin, await drafts.get_draft(first, draft.id))
+            await drafts.approve(late, other_admin, stale)
+    assert caught.value.field == "draft_id" and "published" in caught.value.message
+    assert await _updates(db, incident.id) == 2  # the declaration's update and the draft, once
+    assert (await _kinds(db, incident.id)).count("draft_approved") == 1
+
+
 async def test_rejecting_needs_a_reason_and_publishes_nothing(db: Database) -> None:
     _, admin = await make_actor(db, Role.admin)
     _, author = await make_actor(db)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.auth.models import Scope, User
@@ -121,6 +121,27 @@ def _pending(draft: UpdateDraft) -> None:
         raise Conflict(f"this draft is already {draft.state}", field="draft_id")
 
 
+async def _decide(session: AsyncSession, actor: Actor, draft: UpdateDraft, state: DraftState) -> None:
+    """Move a pending draft to ``state``, once: a second approver who loaded it too gets a 409.
+
+    The row's state is checked in the UPDATE itself; the draft object may have been loaded before
+    someone else's decision committed (two approvers clicking at once), and on PostgreSQL the
+    second UPDATE waits for the first transaction and then matches no row.
+    """
+    _pending(draft)
+    now = utcnow()
+    result = await session.execute(
+        update(UpdateDraft)
+        .where(UpdateDraft.id == draft.id, UpdateDraft.state == DraftState.pending)
+        .values(state=state, decided_by_id=actor.user_id, decided_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        await session.refresh(draft)
+        raise Conflict(f"this draft is already {draft.state}", field="draft_id")
+    draft.state, draft.decided_by_id, draft.decided_at = state, actor.user_id, now
+
+
 async def _approver(session: AsyncSession, actor: Actor, incident: Incident, verb: str) -> None:
     actor.require(Scope.write)
     if not await incidents.may_approve(session, actor, incident):
@@ -131,7 +152,7 @@ async def approve(session: AsyncSession, actor: Actor, draft: UpdateDraft) -> In
     """Publish the draft as a public update, approved by the Communications Lead or an admin."""
     incident = await incidents.get_incident(session, draft.incident_id, kind=Kind.incident)
     await _approver(session, actor, incident, "approve")
-    _pending(draft)
+    await _decide(session, actor, draft, DraftState.published)
     now = utcnow()
     promise = draft.next_update_at
     if promise is not None and promise <= now:
@@ -150,9 +171,6 @@ async def approve(session: AsyncSession, actor: Actor, draft: UpdateDraft) -> In
     )
     # The words are the author's; the approval is the approver's.
     row.author_id = draft.author_id
-    draft.state = DraftState.published
-    draft.decided_by_id = actor.user_id
-    draft.decided_at = now
     draft.update_id = row.id
     author = await session.get(User, draft.author_id) if draft.author_id else None
     await incidents.timeline(
@@ -178,10 +196,7 @@ async def reject(session: AsyncSession, actor: Actor, draft: UpdateDraft, *, rea
     if len(reason) > MAX_REASON:
         raise InvalidInput(f"reason must be at most {MAX_REASON} characters", field="reason")
     refuse_nul(reason, label="reason", field="reason")
-    _pending(draft)
-    draft.state = DraftState.rejected
-    draft.decided_by_id = actor.user_id
-    draft.decided_at = utcnow()
+    await _decide(session, actor, draft, DraftState.rejected)
     draft.reason = reason
     await incidents.timeline(
         session,
@@ -200,11 +215,8 @@ async def withdraw(session: AsyncSession, actor: Actor, draft: UpdateDraft) -> U
     actor.require(Scope.write)
     if draft.author_id != actor.user_id:
         raise Forbidden("only the author withdraws a draft")
-    _pending(draft)
     incident = await incidents.get_incident(session, draft.incident_id, kind=Kind.incident)
-    draft.state = DraftState.withdrawn
-    draft.decided_by_id = actor.user_id
-    draft.decided_at = utcnow()
+    await _decide(session, actor, draft, DraftState.withdrawn)
     await incidents.timeline(
         session, incident, actor, "draft_withdrawn", f"{actor.name} withdrew a draft update", draft_id=draft.id
     )
