@@ -421,6 +421,12 @@ async def test_console_viewers_read_admins_change(client: httpx.AsyncClient, db:
     assert "HTTP 410 Gone" in page.text and 'id="add-form"' not in page.text and "Reactivate" not in page.text
     searched = await client.get("/console/subscribers?q=reader2", headers=HTML)
     assert "reader2@example.com" in searched.text and "reader1@example.com" not in searched.text
+    async with db.session() as session:
+        await make_subscriber(session, channel="teams", address="https://acme.webhook.office.com/wh/Tsecret77x")
+    listed = await client.get("/console/subscribers", headers=HTML)
+    assert "https://acme.webhook.office.com/…t77x" in listed.text and "Tsecret77" not in listed.text
+    guessed = await client.get("/console/subscribers?q=Tsecret77", headers=HTML)  # a search cannot probe the URL
+    assert guessed.status_code == 200 and "acme.webhook.office.com" not in guessed.text
     refused = await client.post(
         "/console/subscribers", data={"csrf_token": csrf, "channel": "email", "address": "v@example.com"}
     )

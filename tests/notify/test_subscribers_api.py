@@ -98,3 +98,27 @@ async def test_bad_input_names_the_field_and_stores_nothing(client: httpx.AsyncC
         "/api/v1/subscribers", headers=admin, json={"channel": "email", "address": "DUP@example.com"}
     )
     assert duplicate.status_code == 409 and ["body", "address"] in error_locs(duplicate)
+
+
+async def test_listings_do_not_reveal_slack_teams_or_webhook_credentials(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    slack = "https://hooks.slack.com/services/T0001/B0001/Xsecret9Token"
+    async with db.session() as session:
+        await make_subscriber(session, channel="slack", address=slack)
+        await make_subscriber(session, channel="webhook", address="https://hooks.example.com/in?token=abc123")
+        await make_subscriber(session, address="ops@example.com")
+    viewer = await api_key_headers(db, Role.viewer)
+    listed = await client.get("/api/v1/subscribers", headers=viewer)
+    shown = {s["channel"]: s["address"] for s in listed.json()["items"]}
+    assert shown["slack"] == "https://hooks.slack.com/…oken" and "Xsecret9" not in listed.text
+    assert shown["webhook"] == "https://hooks.example.com/in?…" and "abc123" not in listed.text
+    assert shown["email"] == "ops@example.com"
+    # Before, a viewer could guess a URL's secret one character at a time through the search.
+    for guess in ("Xsecret9", "token=abc"):
+        probe = await client.get("/api/v1/subscribers", headers=viewer, params={"q": guess})
+        assert probe.json()["total"] == 0, guess
+    assert (await client.get("/api/v1/subscribers", headers=viewer, params={"q": "ops@"})).json()["total"] == 1
+    admin = await api_key_headers(db, Role.admin)
+    found = await client.get("/api/v1/subscribers", headers=admin, params={"q": "Xsecret9"})
+    assert found.json()["total"] == 1 and "Xsecret9" not in found.text

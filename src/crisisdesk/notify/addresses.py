@@ -150,6 +150,18 @@ async def check_address(channel: Channel | str, value: str, *, allow_private: bo
             raise InvalidInput(f"Nobody subscribes to {channel}: it posts to this installation's account.", field=field)
 
 
+def shown_address(channel: str, address: str) -> str:
+    """An address as the console shows it: Slack and Teams webhook URLs are secrets, so only their host."""
+    if channel in (Channel.slack, Channel.teams):
+        parts = urlsplit(address)
+        return f"{parts.scheme}://{parts.netloc}/…{address[-4:]}"
+    if channel == Channel.webhook:
+        # A query string often carries a token.
+        parts = urlsplit(address)
+        return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?…" if parts.query else "")
+    return address
+
+
 class PrivateAddressRefused(OSError):
     """A webhook host now resolves to a non-public address (DNS rebinding, or a changed record)."""
 

@@ -7,9 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 
 from crisisdesk.auth.deps import ApiAdmin, ApiReader, Tx
+from crisisdesk.auth.models import Scope
 from crisisdesk.auth.schemas import errors
 from crisisdesk.kit.runtime import runtime_of
 from crisisdesk.notify import subscribers
+from crisisdesk.notify.addresses import shown_address
 from crisisdesk.notify.models import Subscriber
 from crisisdesk.notify.schemas import (
     SubscriberCounts,
@@ -22,10 +24,13 @@ from crisisdesk.notify.schemas import (
 router = APIRouter(tags=["subscribers"])
 
 
-def _read(subscriber: Subscriber) -> SubscriberRead:
+def _read(subscriber: Subscriber, *, full_address: bool = False) -> SubscriberRead:
+    # Slack and Teams URLs (and a webhook's query) are credentials: listings shorten them.
+    address = subscriber.address if full_address else shown_address(subscriber.channel, subscriber.address)
     return SubscriberRead.model_validate(
         {
             **{name: getattr(subscriber, name) for name in SubscriberRead.model_fields if name != "components"},
+            "address": address,
             "components": subscribers.component_ids(subscriber),
         }
     )
@@ -35,7 +40,10 @@ def _read(subscriber: Subscriber) -> SubscriberRead:
 async def list_subscribers(
     session: Tx,
     actor: ApiReader,
-    q: Annotated[str | None, Query(description="Part of the address.", max_length=200)] = None,
+    q: Annotated[
+        str | None,
+        Query(description="Part of the address (Slack, Teams and webhook URLs: admins only).", max_length=200),
+    ] = None,
     channel: Annotated[str | None, Query(description="email, sms, webhook, slack or teams.")] = None,
     state: Annotated[str | None, Query(description="pending, active or quarantined.")] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
@@ -43,7 +51,13 @@ async def list_subscribers(
 ) -> SubscriberList:
     """Subscribers newest first, filtered by address, channel and state."""
     page = await subscribers.list_subscribers(
-        session, search=q, channel=channel, state=state, limit=limit, offset=offset
+        session,
+        search=q,
+        channel=channel,
+        state=state,
+        limit=limit,
+        offset=offset,
+        search_secrets=actor.can(Scope.admin),
     )
     return SubscriberList(items=[_read(s) for s in page.items], total=page.total, limit=page.limit, offset=page.offset)
 
@@ -74,7 +88,7 @@ async def add_subscriber(data: SubscriberCreate, request: Request, session: Tx, 
         components=data.components,
         incident_id=data.incident_id,
     )
-    return SubscriberCreated(**_read(result.subscriber).model_dump(), secret=result.secret)
+    return SubscriberCreated(**_read(result.subscriber, full_address=True).model_dump(), secret=result.secret)
 
 
 @router.delete(

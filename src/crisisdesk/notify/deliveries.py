@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -164,15 +163,3 @@ async def list_deliveries(
 def bucket_of(state: str) -> str:
     """The console bucket of a delivery state."""
     return _BUCKET_OF[DeliveryState(state)]
-
-
-def shown_address(channel: str, address: str) -> str:
-    """An address as the console shows it: Slack and Teams webhook URLs are secrets, so only their host."""
-    if channel in (Channel.slack, Channel.teams):
-        parts = urlsplit(address)
-        return f"{parts.scheme}://{parts.netloc}/…{address[-4:]}"
-    if channel == Channel.webhook:
-        # A query string often carries a token.
-        parts = urlsplit(address)
-        return f"{parts.scheme}://{parts.netloc}{parts.path}" + ("?…" if parts.query else "")
-    return address

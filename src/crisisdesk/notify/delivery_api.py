@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from crisisdesk.auth.deps import ApiReader, Tx
 from crisisdesk.auth.schemas import errors
 from crisisdesk.notify import deliveries as reading
+from crisisdesk.notify.addresses import shown_address
 from crisisdesk.notify.models import Delivery
 
 router = APIRouter(tags=["deliveries"])
@@ -70,7 +71,7 @@ def delivery_read(delivery: Delivery) -> DeliveryRead:
         channel=delivery.channel,
         recipient=delivery.recipient,
         subscriber_id=delivery.subscriber_id,
-        address=reading.shown_address(delivery.channel, delivery.address),
+        address=shown_address(delivery.channel, delivery.address),
         state=delivery.state,
         attempts=delivery.attempts,
         message_id=delivery.message_id,

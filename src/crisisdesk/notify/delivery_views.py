@@ -10,6 +10,7 @@ from crisisdesk.incident.models import Incident
 from crisisdesk.kit.console import render
 from crisisdesk.kit.errors import InvalidInput, NotFound
 from crisisdesk.notify import deliveries as reading
+from crisisdesk.notify.addresses import shown_address
 
 router = APIRouter(include_in_schema=False)
 
@@ -58,6 +59,6 @@ async def update_page(
         rows=rows,
         page=number,
         pages=max(1, -(-total // PAGE_SIZE)),
-        shown_address=reading.shown_address,
+        shown_address=shown_address,
         bucket_of=reading.bucket_of,
     )

@@ -33,7 +33,10 @@ class SubscriberRead(BaseModel):
 
     id: str = Field(description="Subscriber id.")
     channel: Channel = Field(description="email, sms, webhook, slack or teams.")
-    address: str = Field(description="Where messages go (lower-case email, E.164 number, or URL).")
+    address: str = Field(
+        description="Where messages go (lower-case email, E.164 number, or URL); in listings Slack and Teams "
+        "URLs show only their host and a webhook URL drops its query, since they carry credentials."
+    )
     state: SubscriberState = Field(description="pending (awaiting confirmation), active or quarantined.")
     scope: SubscriptionScope = Field(description="all, components or incident.")
     components: list[str] = Field(description="Component ids followed when scope is components.")

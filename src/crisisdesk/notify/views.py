@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 
 from crisisdesk.auth.deps import ConsoleAdmin, ConsoleReader, CsrfFailed, Tx
+from crisisdesk.auth.models import Scope
 from crisisdesk.auth.service import Actor
 from crisisdesk.catalog import service as catalog
 from crisisdesk.catalog.views import board
@@ -33,6 +34,7 @@ from crisisdesk.kit.errors import DomainError, InvalidInput, NotFound
 from crisisdesk.kit.runtime import runtime_of
 from crisisdesk.kit.time import utcnow
 from crisisdesk.notify import importing, subscribers
+from crisisdesk.notify.addresses import shown_address
 from crisisdesk.notify.models import SUBSCRIBER_CHANNELS, Channel, Subscriber, SubscriberState
 from crisisdesk.statuspage import widget
 from crisisdesk.statuspage.render import ENV
@@ -393,9 +395,12 @@ async def _console_page(
             state=state or None,
             limit=PAGE_SIZE,
             offset=(page_number - 1) * PAGE_SIZE,
+            search_secrets=actor.can(Scope.admin),
         )
     except InvalidInput:
-        listing = await subscribers.list_subscribers(session, search=search, limit=PAGE_SIZE)
+        listing = await subscribers.list_subscribers(
+            session, search=search, limit=PAGE_SIZE, search_secrets=actor.can(Scope.admin)
+        )
         channel = state = ""
     quarantined = await subscribers.list_subscribers(session, state=SubscriberState.quarantined, limit=100)
     components = await catalog.list_components(session)
@@ -416,6 +421,7 @@ async def _console_page(
         names={c.id: c.name for c in components},
         channels=SUBSCRIBER_CHANNELS,
         labels=CHANNEL_LABELS,
+        shown_address=shown_address,
         states=list(SubscriberState),
         failure=failure,
         added=added,
