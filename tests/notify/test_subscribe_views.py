@@ -427,6 +427,8 @@ async def test_console_viewers_read_admins_change(client: httpx.AsyncClient, db:
     assert "https://acme.webhook.office.com/…t77x" in listed.text and "Tsecret77" not in listed.text
     guessed = await client.get("/console/subscribers?q=Tsecret77", headers=HTML)  # a search cannot probe the URL
     assert guessed.status_code == 200 and "acme.webhook.office.com" not in guessed.text
+    for page in ("9" * 20, "9" * 5000):  # overflowed the offset, or int() itself: 500s
+        assert (await client.get("/console/subscribers", params={"page": page}, headers=HTML)).status_code == 200
     refused = await client.post(
         "/console/subscribers", data={"csrf_token": csrf, "channel": "email", "address": "v@example.com"}
     )

@@ -91,6 +91,8 @@ async def test_bad_input_names_the_field_and_stores_nothing(client: httpx.AsyncC
     # A NUL in the search reached PostgreSQL, which refused the query: 503 "database unreachable".
     nul_search = await client.get("/api/v1/subscribers", headers=admin, params={"q": "a\x00"})
     assert nul_search.status_code == 200 and nul_search.json()["total"] == 0
+    far = await client.get("/api/v1/subscribers", headers=admin, params={"offset": 10**20})  # overflowed: 500
+    assert far.status_code == 422 and ["query", "offset"] in error_locs(far)
     assert await count_rows(db, Subscriber) == 0
 
     await client.post("/api/v1/subscribers", headers=admin, json={"channel": "email", "address": "dup@example.com"})

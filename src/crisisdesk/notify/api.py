@@ -14,6 +14,7 @@ from crisisdesk.notify import subscribers
 from crisisdesk.notify.addresses import shown_address
 from crisisdesk.notify.models import Subscriber
 from crisisdesk.notify.schemas import (
+    MAX_OFFSET,
     SubscriberCounts,
     SubscriberCreate,
     SubscriberCreated,
@@ -47,7 +48,7 @@ async def list_subscribers(
     channel: Annotated[str | None, Query(description="email, sms, webhook, slack or teams.")] = None,
     state: Annotated[str | None, Query(description="pending, active or quarantined.")] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="How many to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="How many to skip.")] = 0,
 ) -> SubscriberList:
     """Subscribers newest first, filtered by address, channel and state."""
     page = await subscribers.list_subscribers(

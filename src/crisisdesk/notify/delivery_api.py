@@ -13,6 +13,7 @@ from crisisdesk.auth.schemas import errors
 from crisisdesk.notify import deliveries as reading
 from crisisdesk.notify.addresses import shown_address
 from crisisdesk.notify.models import Delivery
+from crisisdesk.notify.schemas import MAX_OFFSET
 
 router = APIRouter(tags=["deliveries"])
 
@@ -116,7 +117,7 @@ async def update_delivery_list(
         str | None, Query(description="Only this state: delivered, pending (incl. sending), sending, retrying, failed.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Rows to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip.")] = 0,
 ) -> DeliveryPage:
     """Each recipient's delivery: address, state, attempts, and what the provider answered each time."""
     await reading.update_deliveries(session, update_id)

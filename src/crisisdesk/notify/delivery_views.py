@@ -11,10 +11,21 @@ from crisisdesk.kit.console import render
 from crisisdesk.kit.errors import InvalidInput, NotFound
 from crisisdesk.notify import deliveries as reading
 from crisisdesk.notify.addresses import shown_address
+from crisisdesk.notify.schemas import MAX_OFFSET
 
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 50
+
+
+def page_number(value: str | None, *, default: int | None = None) -> int:
+    """A page number from a query string: 1 up to what an offset can reach; anything else names ``page``."""
+    text = (value or "").strip()
+    if not text and default is not None:
+        return default
+    if not text.isdigit() or len(text) > 9 or not 1 <= int(text) <= MAX_OFFSET // PAGE_SIZE:
+        raise InvalidInput(f"page must be a whole number from 1 to {MAX_OFFSET // PAGE_SIZE}", field="page")
+    return int(text)
 
 
 @router.get("/console/incidents/{incident_id}/deliveries", response_class=HTMLResponse)
@@ -39,9 +50,7 @@ async def update_page(
     incident = await session.get(Incident, found.update.incident_id)
     if incident is None:
         raise NotFound("no such incident", field="incident_id")
-    if not page.isdigit() or int(page) < 1:
-        raise InvalidInput("page must be a whole number from 1", field="page")
-    number = int(page)
+    number = page_number(page)
     total, rows = await reading.list_deliveries(
         session, update_id, channel=channel, state=state, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE
     )

@@ -8,6 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crisisdesk.notify.models import Channel, SubscriberState, SubscriptionScope
 
+# Past this an offset or page overflows the database's integer (it answered 500); no listing is that long.
+MAX_OFFSET = 1_000_000_000
+
 
 class SubscriberCreate(BaseModel):
     """A subscriber added by an admin: active at once, no confirmation."""

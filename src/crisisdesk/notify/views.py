@@ -371,7 +371,8 @@ async def unsubscribe(request: Request, token: str, session: Tx) -> HTMLResponse
 
 
 def _int(value: str | None, default: int) -> int:
-    return int(value) if value and value.isdigit() else default
+    # Nine digits at most: longer ones overflow the database's offset, or int() itself past 4,300.
+    return int(value) if value and value.isdigit() and len(value) <= 9 else default
 
 
 async def _console_page(
