@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from crisisdesk.auth.models import Role
 from crisisdesk.comms.models import MessageTemplate, UpdateDraft
+from crisisdesk.incident.models import Incident
 from crisisdesk.kit.db import Database
 from crisisdesk.notify.models import UpdateMessage
 from tests.fixtures.api import count_rows, error_locs, error_text
@@ -62,6 +63,14 @@ async def test_templates_over_the_api_from_draft_to_publishing(client: httpx.Asy
     incident = declared.json()
     assert incident["name"] == "Sign-in failures for Web app" and incident["severity"] == "SEV1"
 
+    # A misspelt variable used to be dropped silently: the update went out without the workaround.
+    misspelt = await client.post(
+        f"{API}/incidents/{incident['id']}/updates/from-template",
+        headers=responder,
+        json={"template_id": tid, "status": "identified", "values": {"work_around": "Use the mobile app"}},
+    )
+    assert misspelt.status_code == 422 and ["body", "values", "work_around"] in error_locs(misspelt)
+    assert "workaround" in error_text(misspelt)
     update = await client.post(
         f"{API}/incidents/{incident['id']}/updates/from-template",
         headers=responder,
@@ -113,6 +122,17 @@ async def test_bad_templates_are_422_naming_the_field_and_nothing_is_stored(
     tid = (await client.post(f"{API}/templates", headers=headers, json=template_fields())).json()["id"]
     nul = await client.post(f"{API}/templates/{tid}/preview", headers=headers, json={"values": {"workaround": "a\x00"}})
     assert nul.status_code == 422 and ["body", "values", "workaround"] in error_locs(nul), nul.text
+    unknown = await client.post(f"{API}/templates/{tid}/preview", headers=headers, json={"values": {"eta": "soon"}})
+    assert unknown.status_code == 422 and ["body", "values", "eta"] in error_locs(unknown), unknown.text
+    admin = await api_key_headers(db, Role.admin)
+    assert (await client.post(f"{API}/templates/{tid}/approve", headers=admin)).status_code == 200
+    declared = await client.post(
+        f"{API}/incidents/from-template",
+        headers=headers,
+        json={"template_id": tid, "severity": "SEV3", "values": {"components": ["Web"], "x": 1}},
+    )
+    assert declared.status_code == 422 and ["body", "values", "x"] in error_locs(declared), declared.text
+    assert await count_rows(db, Incident) == 0
 
 
 async def test_drafts_over_the_api(client: httpx.AsyncClient, db: Database) -> None:

@@ -253,6 +253,7 @@ def preview(
     else:
         fields = template
     variables = parse_variables(fields.get("variables"))
+    _refuse_unknown(fields, values or {})
     given = {k: v for k, v in (values or {}).items() if v not in (None, "", [])}
     samples = sample_values(variables)
     filled = coerce_values(variables, {v.name: given.get(v.name, samples[v.name]) for v in variables})
@@ -312,6 +313,20 @@ def _merge_values(prefill: Mapping[str, Any], values: Mapping[str, Any]) -> dict
     return {**prefill, **given}
 
 
+def _refuse_unknown(template: MessageTemplate | Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    # A misspelt name would otherwise vanish: the update goes out without the value it was given.
+    variables = (
+        variables_of(template) if isinstance(template, MessageTemplate) else parse_variables(template.get("variables"))
+    )
+    declared = {v.name for v in variables}
+    for name in values:
+        if name not in declared:
+            raise InvalidInput(
+                f"{name!r} is not a variable of this template; it has: {', '.join(sorted(declared)) or 'none'}",
+                field=f"values.{name}",
+            )
+
+
 async def write_messages(session: AsyncSession, update: IncidentUpdate, rendered: Rendered) -> list[UpdateMessage]:
     """Store each channel's approved words for the update (channels without a variant use the body)."""
     text = rendered.text
@@ -369,6 +384,7 @@ async def publish_from_template(
     if incident.kind != Kind.incident:
         raise InvalidInput("use the maintenance actions for a scheduled maintenance", field="incident_id")
     template = _approved(await get_template(session, template_id))
+    _refuse_unknown(template, values)
     chosen = incidents.parse_status(
         status or (template.phase if template.phase in INCIDENT_PHASES else incident.status)
     )
@@ -421,6 +437,7 @@ async def declare_from_template(
     """Declare an incident whose first update (and, unless given, name) come from an approved template."""
     actor.require(Scope.write)
     template = _approved(await get_template(session, template_id))
+    _refuse_unknown(template, values)
     status = template.phase if template.phase in ("investigating", "identified", "monitoring") else "investigating"
     now = utcnow()
     next_update_at = incidents.check_next_update(next_update_at, now)
