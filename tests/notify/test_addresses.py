@@ -73,8 +73,8 @@ def test_invalid_phone_numbers_are_refused(bad: str) -> None:
         ("https://[::1]/hook", "loopback"),
         ("https://[fe80::1]/hook", "link-local"),
         ("https://[fd00::1]/hook", "private"),
-        ("https://[::ffff:10.0.0.1]/hook", "IPv4-mapped private"),
-        ("https://[::ffff:127.0.0.1]/hook", "IPv4-mapped loopback"),
+        ("https://[::ffff:10.0.0.1]/hook", "is a private address written as IPv6;"),
+        ("https://[::ffff:127.0.0.1]/hook", "is a loopback address written as IPv6;"),
         ("https:///nohost", "names no host"),
         ("https://example.com:99999/", "not a valid URL"),
         ("https://no-such-host.invalid/hook", "does not resolve"),
@@ -117,7 +117,7 @@ def test_address_rules() -> None:
     assert address_problem(ipaddress.ip_address("8.8.8.8")) is None
     assert address_problem(ipaddress.ip_address("2001:4860:4860::8888")) is None
     assert address_problem(ipaddress.ip_address("::")) == "unspecified address"
-    assert address_problem(ipaddress.ip_address("2002:0a00:0001::1")) == "an IPv4-mapped private address"
+    assert address_problem(ipaddress.ip_address("2002:0a00:0001::1")) == "private address written as IPv6"
 
 
 async def test_guarded_session_refuses_a_name_that_now_resolves_to_loopback() -> None:

@@ -69,7 +69,8 @@ def address_problem(address: IPAddress) -> str | None:
         mapped = address.ipv4_mapped or address.sixtofour
         if mapped is not None:
             problem = address_problem(mapped)
-            return f"an IPv4-mapped {problem}" if problem else None
+            # Callers write "a <problem>": the IPv6 form goes after, not as "a an IPv4-mapped …".
+            return f"{problem} written as IPv6" if problem else None
     if address.is_unspecified:
         return "unspecified address"
     if address.is_loopback:
