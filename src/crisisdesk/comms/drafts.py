@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.auth.models import Scope, User
@@ -108,12 +108,12 @@ async def list_drafts(session: AsyncSession, incident_id: str, *, pending_only: 
 
 async def pending_count(session: AsyncSession) -> dict[str, int]:
     """Pending drafts per incident (for the dashboard)."""
-    counts: dict[str, int] = {}
-    for incident_id in await session.scalars(
-        select(UpdateDraft.incident_id).where(UpdateDraft.state == DraftState.pending)
-    ):
-        counts[incident_id] = counts.get(incident_id, 0) + 1
-    return counts
+    rows = await session.execute(
+        select(UpdateDraft.incident_id, func.count())
+        .where(UpdateDraft.state == DraftState.pending)
+        .group_by(UpdateDraft.incident_id)
+    )
+    return {incident_id: int(count) for incident_id, count in rows}
 
 
 def _pending(draft: UpdateDraft) -> None:

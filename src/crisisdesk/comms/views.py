@@ -7,6 +7,7 @@ lists of :mod:`crisisdesk.incident.views` (the incident package must not import 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,7 @@ from crisisdesk.catalog import service as catalog
 from crisisdesk.catalog.models import ComponentStatus
 from crisisdesk.catalog.views import board
 from crisisdesk.comms import drafts, promises, service
-from crisisdesk.comms.models import MessageTemplate
+from crisisdesk.comms.models import DraftState, MessageTemplate
 from crisisdesk.comms.templates import KNOWN_VARIABLES, VARIABLE_TYPES, VARIANTS, Rendered, Variable
 from crisisdesk.incident import policy as policies
 from crisisdesk.incident import service as incidents
@@ -70,10 +71,11 @@ async def incident_panel(session: AsyncSession, actor: Actor, incident: Incident
     """Drafts, the promise history, the templates to write from, and whether free text needs approval."""
     users = {u.id: u for u in await auth.list_users(session)}
     history = await promises.history(session, incident.id)
+    incident_drafts = await drafts.list_drafts(session, incident.id)
     return {
         "comms_templates": await service.list_templates(session, approved_only=True),
-        "comms_drafts": await drafts.list_drafts(session, incident.id),
-        "comms_pending": len(await drafts.list_drafts(session, incident.id, pending_only=True)),
+        "comms_drafts": incident_drafts,
+        "comms_pending": sum(1 for d in incident_drafts if d.state == DraftState.pending),
         "comms_history": history,
         "comms_needs_approval": actor.can(Scope.write) and await drafts.needs_approval(session, actor, incident),
         "comms_may_approve": actor.can(Scope.write) and await incidents.may_approve(session, actor, incident),
@@ -216,30 +218,36 @@ async def save_template(request: Request, template_id: str, actor: ConsoleWriter
     return see_other(f"/console/templates/{template_id}")
 
 
-@router.post("/console/templates/{template_id}/approve", response_class=HTMLResponse)
-async def approve_template(request: Request, template_id: str, actor: ConsoleAdmin, session: Tx) -> Response:
-    """An admin approves the template's words."""
+async def _template_action(
+    request: Request,
+    actor: Actor,
+    session: AsyncSession,
+    template_id: str,
+    action: Callable[[AsyncSession, Actor, MessageTemplate], Awaitable[MessageTemplate]],
+    done: str,
+) -> Response:
     template = await service.get_template(session, template_id)
     try:
-        await service.approve_template(session, actor, template)
+        await action(session, actor, template)
     except DomainError as exc:
         await discard(session)
         template = await service.get_template(session, template_id)
         return await _editor(request, actor, template, failure=_failure(exc, "template", {}))
-    return see_other(f"/console/templates/{template_id}")
+    return see_other(done)
+
+
+@router.post("/console/templates/{template_id}/approve", response_class=HTMLResponse)
+async def approve_template(request: Request, template_id: str, actor: ConsoleAdmin, session: Tx) -> Response:
+    """An admin approves the template's words."""
+    return await _template_action(
+        request, actor, session, template_id, service.approve_template, f"/console/templates/{template_id}"
+    )
 
 
 @router.post("/console/templates/{template_id}/archive", response_class=HTMLResponse)
 async def archive_template(request: Request, template_id: str, actor: ConsoleWriter, session: Tx) -> Response:
     """Take the template out of the library."""
-    template = await service.get_template(session, template_id)
-    try:
-        await service.archive_template(session, actor, template)
-    except DomainError as exc:
-        await discard(session)
-        template = await service.get_template(session, template_id)
-        return await _editor(request, actor, template, failure=_failure(exc, "template", {}))
-    return see_other("/console/templates")
+    return await _template_action(request, actor, session, template_id, service.archive_template, "/console/templates")
 
 
 # ---- writing from a template ------------------------------------------------------------------

@@ -197,6 +197,30 @@ def _widen(subscriber: Subscriber, components: list[str], incident_id: str | Non
         _set_scope(subscriber, SubscriptionScope.all, [], None)
 
 
+async def _check_request(
+    session: AsyncSession,
+    settings: Settings,
+    *,
+    channel: str,
+    address: str,
+    components: Sequence[str] | None,
+    incident_id: str | None,
+    incident_field: str = "incident",
+) -> tuple[Channel, str, list[str], str | None]:
+    """The channel, normalised address, component ids and incident id of a sign-up or an admin's add."""
+    kind = parse_channel(channel)
+    if not address or not address.strip():
+        raise InvalidInput("enter an address to send updates to", field="address")
+    normalized = await addresses.check_address(kind, address, allow_private=settings.allow_private_webhooks)
+    wanted = await check_components(session, components or [])
+    incident = incident_id.strip() if incident_id else None
+    if incident:
+        if wanted:
+            raise InvalidInput("follow one incident or chosen components, not both", field="components")
+        await check_open_incident(session, incident, field=incident_field)
+    return kind, normalized, wanted, incident
+
+
 async def subscribe(
     session: AsyncSession,
     settings: Settings,
@@ -210,16 +234,9 @@ async def subscribe(
 ) -> SubscribeResult:
     """Sign an address up (or widen its existing subscription) and send what confirms it."""
     now = utcnow()
-    kind = parse_channel(channel)
-    if not address or not address.strip():
-        raise InvalidInput("enter an address to send updates to", field="address")
-    normalized = await addresses.check_address(kind, address, allow_private=settings.allow_private_webhooks)
-    wanted = await check_components(session, components or [])
-    incident = incident_id.strip() if incident_id else None
-    if incident:
-        if wanted:
-            raise InvalidInput("follow one incident or chosen components, not both", field="components")
-        await check_open_incident(session, incident)
+    kind, normalized, wanted, incident = await _check_request(
+        session, settings, channel=channel, address=address, components=components, incident_id=incident_id
+    )
     if source == "self" and client_ip:
         await _check_rate(session, settings, client_ip, now)
     existing = await _get(session, channel=kind.value, address=normalized)
@@ -376,16 +393,15 @@ async def add(
     incident_id: str | None = None,
 ) -> SubscribeResult:
     """An admin adds a subscriber, active at once (no confirmation); an address already there is refused."""
-    kind = parse_channel(channel)
-    if not address or not address.strip():
-        raise InvalidInput("enter an address", field="address")
-    normalized = await addresses.check_address(kind, address, allow_private=settings.allow_private_webhooks)
-    wanted = await check_components(session, components or [])
-    incident = incident_id.strip() if incident_id else None
-    if incident:
-        if wanted:
-            raise InvalidInput("follow one incident or chosen components, not both", field="components")
-        await check_open_incident(session, incident, field="incident_id")
+    kind, normalized, wanted, incident = await _check_request(
+        session,
+        settings,
+        channel=channel,
+        address=address,
+        components=components,
+        incident_id=incident_id,
+        incident_field="incident_id",
+    )
     if await _get(session, channel=kind.value, address=normalized) is not None:
         raise Conflict(f"{normalized} is already subscribed by {kind.value}", field="address")
     now = utcnow()
