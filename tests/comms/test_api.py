@@ -116,6 +116,8 @@ async def test_bad_templates_are_422_naming_the_field_and_nothing_is_stored(
     assert await count_rows(db, MessageTemplate) == 0
     missing = await client.post(f"{API}/templates/nope/preview", headers=headers, json={})
     assert missing.status_code == 404
+    for path in (f"{API}/templates/a%00b", f"{API}/updates/a%00b/deliveries"):  # PostgreSQL refused: 503
+        assert (await client.get(path, headers=headers)).status_code == 404, path
     huge_phase = await client.post(f"{API}/templates", headers=headers, json=template_fields(phase="x" * 100_000))
     assert huge_phase.status_code == 422 and len(huge_phase.text) < 1000  # the message does not echo it all
 

@@ -390,10 +390,15 @@ async def test_unknown_tokens_are_404_pages(client: httpx.AsyncClient) -> None:
         ("GET", "/subscriptions/nope/confirm"),
         ("GET", "/subscriptions/nope/unsubscribe"),
         ("POST", "/subscriptions/nope/unsubscribe"),
+        # A NUL reached PostgreSQL, which refused the query: 503 "database unreachable" to anyone.
+        ("GET", "/subscriptions/a%00b"),
+        ("POST", "/subscriptions/a%00b/unsubscribe"),
     ]:
         answer = await client.request(method, path)
         assert answer.status_code == 404, f"{method} {path}"
         assert "Subscription not found" in answer.text and 'data-result="missing"' in answer.text
+    follow = await client.get("/subscribe", params={"incident": "a\x00b"})
+    assert follow.status_code == 200 and "a\x00b" not in follow.text
 
 
 # ---------------------------------------------------------------------------- console

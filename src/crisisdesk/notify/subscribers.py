@@ -99,6 +99,9 @@ async def check_components(session: AsyncSession, ids: Sequence[str], *, field: 
     wanted = list(dict.fromkeys(i.strip() for i in ids if i and i.strip()))
     if not wanted:
         return []
+    for component_id in wanted:
+        if not _queryable(component_id):
+            raise InvalidInput(f"no component with id {component_id!r}", field=field)
     found = {c.id: c for c in await session.scalars(select(Component).where(Component.id.in_(wanted)))}
     for component_id in wanted:
         component = found.get(component_id)
@@ -111,7 +114,7 @@ async def check_components(session: AsyncSession, ids: Sequence[str], *, field: 
 
 async def check_open_incident(session: AsyncSession, incident_id: str, *, field: str = "incident") -> Incident:
     """The incident (or maintenance) to follow; it must exist and not be over."""
-    incident = await session.get(Incident, incident_id.strip())
+    incident = await session.get(Incident, incident_id.strip()) if _queryable(incident_id) else None
     if incident is None:
         raise InvalidInput(f"no incident with id {incident_id!r}", field=field)
     if not incident.is_open:
@@ -142,9 +145,15 @@ async def _get(session: AsyncSession, **where: str) -> Subscriber | None:
     return result
 
 
+# Every token, id and address is NUL-free; PostgreSQL refuses a NUL in a query (and the app
+# would answer 503 "database unreachable"), so a NUL is "not found" before any query.
+def _queryable(value: str | None) -> bool:
+    return bool(value) and "\x00" not in (value or "")
+
+
 async def get_by_token(session: AsyncSession, token: str) -> Subscriber:
     """The subscriber a manage, confirm or unsubscribe link points at."""
-    subscriber = await _get(session, token=token) if token else None
+    subscriber = await _get(session, token=token) if _queryable(token) else None
     if subscriber is None:
         raise NotFound("this subscription link is unknown; it may have been unsubscribed already", field="token")
     return subscriber
@@ -152,7 +161,7 @@ async def get_by_token(session: AsyncSession, token: str) -> Subscriber:
 
 async def get_subscriber(session: AsyncSession, subscriber_id: str) -> Subscriber:
     """One subscriber by id, with its components."""
-    subscriber = await _get(session, id=subscriber_id)
+    subscriber = await _get(session, id=subscriber_id) if _queryable(subscriber_id) else None
     if subscriber is None:
         raise NotFound(f"no subscriber with id {subscriber_id!r}", field="subscriber_id")
     return subscriber
