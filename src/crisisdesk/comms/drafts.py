@@ -92,6 +92,7 @@ async def submit_draft(
 
 
 async def get_draft(session: AsyncSession, draft_id: str) -> UpdateDraft:
+    """One draft by id (404 naming ``draft_id``)."""
     # A NUL is in no id, and PostgreSQL refuses one in a query (the app answered 503).
     draft = await session.get(UpdateDraft, draft_id) if "\x00" not in draft_id else None
     if draft is None:

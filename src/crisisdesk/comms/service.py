@@ -67,14 +67,17 @@ def renderer(time_zone: str = "Etc/UTC") -> Renderer:
 
 
 def renderer_for(settings: Settings) -> Renderer:
+    """The sandbox for the page's time zone."""
     return renderer(settings.page_time_zone)
 
 
 def variables_of(template: MessageTemplate) -> list[Variable]:
+    """A template's declared variables, checked."""
     return parse_variables(template.variables)
 
 
 def sources_of(template: MessageTemplate) -> dict[str, str]:
+    """Every variant's source ("" where the template has none)."""
     return {variant: getattr(template, variant) or "" for variant in VARIANTS}
 
 
@@ -223,6 +226,7 @@ async def archive_template(session: AsyncSession, actor: Actor, template: Messag
 
 
 async def get_template(session: AsyncSession, template_id: str, *, field: str = "template_id") -> MessageTemplate:
+    """One template by id (404 naming ``field``)."""
     # A NUL is in no id, and PostgreSQL refuses one in a query (the app answered 503).
     template = await session.get(MessageTemplate, template_id) if "\x00" not in template_id else None
     if template is None:

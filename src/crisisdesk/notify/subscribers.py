@@ -74,6 +74,7 @@ def parse_channel(value: str, *, field: str = "channel") -> Channel:
 
 
 def new_token() -> str:
+    """An unguessable manage token (the capability in a subscriber's links)."""
     return secrets.token_urlsafe(32)
 
 
@@ -83,14 +84,17 @@ def new_webhook_secret() -> str:
 
 
 def manage_url(settings: Settings, subscriber: Subscriber) -> str:
+    """The subscriber's manage page."""
     return f"{settings.base_url.rstrip('/')}/subscriptions/{subscriber.token}"
 
 
 def confirm_url(settings: Settings, subscriber: Subscriber) -> str:
+    """The double opt-in link of a confirmation email."""
     return f"{manage_url(settings, subscriber)}/confirm"
 
 
 def unsubscribe_url(settings: Settings, subscriber: Subscriber) -> str:
+    """The unsubscribe page (and RFC 8058 one-click target)."""
     return f"{manage_url(settings, subscriber)}/unsubscribe"
 
 
@@ -168,6 +172,7 @@ async def get_subscriber(session: AsyncSession, subscriber_id: str) -> Subscribe
 
 
 def component_ids(subscriber: Subscriber) -> list[str]:
+    """The ids of the components a subscriber follows."""
     return [link.component_id for link in subscriber.components]
 
 
@@ -185,6 +190,7 @@ def _set_scope(
 
 
 def scope_of(components: list[str], incident_id: str | None) -> SubscriptionScope:
+    """The scope a sign-up asks for: one incident, chosen components, or everything."""
     if incident_id:
         return SubscriptionScope.incident
     return SubscriptionScope.components if components else SubscriptionScope.all
@@ -516,6 +522,7 @@ async def list_subscribers(
 
 
 async def count_subscribers(session: AsyncSession) -> int:
+    """How many subscribers there are, in every state."""
     return int(await session.scalar(select(func.count()).select_from(Subscriber)) or 0)
 
 
