@@ -155,3 +155,22 @@ async def test_the_worker_schedules_the_hourly_purge_and_it_reschedules_itself(a
     waiting = [j for j in jobs if j.finished_at is None]
     assert [j.id for j in done] == [first.id] and len(waiting) == 1
     assert waiting[0].due_at > utcnow() and waiting[0].key == subscribers.purge_key(waiting[0].due_at) != done[0].key
+
+
+async def test_a_sign_up_racing_another_for_the_same_address_is_a_409_not_a_500(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with db.session() as s:
+        await subscribers.subscribe(s, settings, channel="email", address="race@example.com")
+    # The other request committed between this one's lookup and its insert: the lookup saw nothing.
+    real_get = subscribers._get
+
+    async def lookup_before_the_other_commit(session: object, **where: str) -> Subscriber | None:
+        return None if where.get("address") == "race@example.com" else await real_get(session, **where)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(subscribers, "_get", lookup_before_the_other_commit)
+    with pytest.raises(Conflict) as caught:
+        async with db.session() as s:
+            await subscribers.subscribe(s, settings, channel="email", address="race@example.com")
+    assert caught.value.field == "address" and "same moment" in caught.value.message
+    assert await count_rows(db, Subscriber) == 1

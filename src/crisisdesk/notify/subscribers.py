@@ -278,7 +278,12 @@ async def subscribe(
     )
     _set_scope(subscriber, scope_of(wanted, incident), wanted, incident)
     session.add(subscriber)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError:
+        # The same address was signed up by another request between the lookup and this insert;
+        # the unique index kept one. Sent again, the form takes the "already there" path.
+        raise Conflict("this address was signed up at the same moment; send the form again", field="address") from None
     if opt_in:
         await send_confirmation(session, settings, subscriber, now=now)
     return SubscribeResult(subscriber, created=True, secret=subscriber.secret)
