@@ -269,8 +269,22 @@ def worker() -> None:
     share the work through leases. Stops cleanly on SIGTERM or Ctrl-C.
     """
     settings = _settings()
+    _use_uvloop()
     _run(lambda: _work(settings))
     out.print("worker stopped")
+
+
+def _use_uvloop() -> None:
+    """Run this process's event loop on uvloop when it is installed (it comes with granian).
+
+    The fan-out benchmark measured the worker's CPU per delivery 15% lower on it (0.43 ms
+    against 0.50 ms): the SMTP and HTTP clients spend less in the loop's socket handling.
+    """
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 async def _work(settings: Settings) -> None:

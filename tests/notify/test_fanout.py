@@ -163,6 +163,31 @@ async def test_batches_continue_until_every_subscriber_has_a_delivery(db: Databa
     }
 
 
+async def test_channels_are_written_in_turn_webhooks_and_slack_before_email(db: Database, settings: Settings) -> None:
+    """7 emails, 5 webhooks and a Slack channel in batches of 4: every webhook and Slack row is
+    written before the first email row, so their lanes need not wait for the email backlog, and
+    each continuation says which channel it goes on with."""
+    settings = settings.model_copy(update={"fanout_batch": 4})
+    _, admin = await make_actor(db, Role.admin)
+    async with db.session() as session:
+        emails = await make_subscribers(session, 7)
+        hooks = await make_subscribers(
+            session, 5, channel=Channel.webhook, address=lambda n: f"https://hooks{n}.example/in"
+        )
+        slack = await make_subscriber(session, channel=Channel.slack, address="https://hooks.slack.com/services/T/B/x")
+        incident = await make_incident(session, admin)
+    await run_jobs(db, settings)
+    update = await _latest_update(db, incident.id)
+    rows = await deliveries_of(db, f"update:{update.id}")
+    assert sorted(r.recipient for r in rows) == sorted([*emails, *hooks, slack.id])
+    first_email = min(r.id for r in rows if r.channel == Channel.email)
+    assert all(r.id < first_email for r in rows if r.channel != Channel.email)
+    async with db.sessionmaker() as session:
+        payloads = list(await session.scalars(select(Job.payload).where(Job.key.like(f"fanout:update:{update.id}:%"))))
+    # 13 rows in batches of 4: continuations after rows 4 (in the webhooks), 8 and 12 (in the emails).
+    assert sorted(p["channel"] for p in payloads) == ["email", "email", "webhook"]
+
+
 async def test_updates_without_notifications_write_nothing(db: Database, settings: Settings) -> None:
     _, admin = await make_actor(db, Role.admin)
     async with db.session() as session:

@@ -46,11 +46,16 @@ HOLD_PER_SLOT = 2
 HOLD_SECONDS = 10.0
 # How often an incident's console page is told that its delivery counts changed.
 TOPIC_INTERVAL = 1.0
-# A lane whose claim found nothing waits at least this many times as long as the claim took
-# (a claim filtered by channel steps over the other channels' backlog), at most IDLE_MAX s, so
-# an idle lane stays a small share of the database's work.
-IDLE_COST_RATIO = 20.0
-IDLE_MAX = 2.0
+# A claim filtered by channel that finds nothing may have stepped over a large backlog of the
+# other channels. Past CHEAP_CLAIM seconds the lane's wait doubles, up to IDLE_MAX s, so an idle
+# lane stays a small share of the database's work; a cheap empty claim keeps the short wait.
+CHEAP_CLAIM = 0.02
+IDLE_MAX = 1.0
+# The lane of channels without an adapter (a misconfiguration: it only fails their rows) steps
+# over every other channel's backlog, so it looks this seldom.
+REST_IDLE = 10.0
+# On stop, how long the claim and flush loops may take to finish the database call they are in.
+STOP_GRACE = 10.0
 # Deliveries per endpoint this worker remembers as waiting to retry, to bring them forward
 # when the endpoint answers again.
 WAITING_CAP = 100_000
@@ -86,6 +91,7 @@ class _Lane:
     slots: asyncio.Semaphore
     held: int = 0
     freed: asyncio.Event = field(default_factory=asyncio.Event)
+    empty_wait: float = 0.0  # seconds to wait after a claim that found nothing
 
 
 @dataclass
@@ -150,6 +156,7 @@ class DeliveryWorker:
         self._deferrals: list[Deferral] = []
         self._tasks: dict[asyncio.Task[None], _Item] = {}
         self._flush_now = asyncio.Event()
+        self._stop = asyncio.Event()
         self._topics_at: dict[str, float] = {}
         self._topics_due: set[str] = set()
 
@@ -166,19 +173,31 @@ class DeliveryWorker:
 
     async def run_forever(self) -> None:
         """Send until cancelled; on cancel, put back what has not started and record what has."""
+        self._stop.clear()
         flusher = asyncio.create_task(self._flush_loop(), name="delivery-flush")
-        lanes = [asyncio.create_task(self._run_lane(lane), name=f"delivery-{lane.name}") for lane in self._lanes]
+        loops = [asyncio.create_task(self._run_lane(lane), name=f"delivery-{lane.name}") for lane in self._lanes]
+        loops.append(flusher)
         try:
-            await asyncio.gather(*lanes)
+            # asyncio.wait, not gather: a cancel of this task must not reach the loops midway.
+            done, _ = await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # a loop ended by an error: raise it, the caller restarts the worker
         finally:
-            for task in [*lanes, flusher]:
+            # The loops stop by themselves between database calls: a task cancelled in the middle
+            # of one leaves its SQLite connection closing forever (aiosqlite), hanging shutdown.
+            self._stop.set()
+            for lane in self._lanes:
+                lane.freed.set()
+            self._flush_now.set()
+            _, late = await asyncio.wait(loops, timeout=STOP_GRACE)
+            for task in late:
                 task.cancel()
-            await asyncio.gather(*lanes, flusher, return_exceptions=True)
+            await asyncio.gather(*loops, return_exceptions=True)
             await self._shutdown()
 
     async def _run_lane(self, lane: _Lane) -> None:
-        """Claim this lane's rows as its sends finish, until cancelled."""
-        while True:
+        """Claim this lane's rows as its sends finish, until the worker stops."""
+        while not self._stop.is_set():
             room = min(self.batch, 2 * self.concurrency - lane.held)
             if lane.held >= self.concurrency or room <= 0:
                 await self._wait_freed(lane)
@@ -189,7 +208,7 @@ class DeliveryWorker:
             except Exception:
                 metrics.WORKER_ERRORS.labels(stage="delivery_claim").inc()
                 log.exception("claiming %s deliveries failed; retrying", lane.name)
-                await asyncio.sleep(2)
+                await self._pause(2)
                 continue
             took = time.monotonic() - began
             if claimed:
@@ -200,12 +219,22 @@ class DeliveryWorker:
                     continue
                 await self._wait_freed(lane)
                 continue
-            await asyncio.sleep(min(IDLE_MAX, max(self.idle, IDLE_COST_RATIO * took)))
+            costly = took > CHEAP_CLAIM
+            lane.empty_wait = min(IDLE_MAX, max(self.idle, 2 * lane.empty_wait)) if costly else self.idle
+            await self._pause(REST_IDLE if lane is self._rest else lane.empty_wait)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but not past the worker's stop."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stop.wait()
 
     async def _wait_freed(self, lane: _Lane) -> None:
         lane.freed.clear()
+        # asyncio.timeout: Python 3.11's wait_for can lose a cancellation that meets a set event.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(lane.freed.wait(), self.idle)
+            async with asyncio.timeout(self.idle):
+                await lane.freed.wait()
 
     async def close(self) -> None:
         """Close every channel's connections."""
@@ -339,7 +368,10 @@ class DeliveryWorker:
             clock = time.monotonic()
             self._sending_since.setdefault(item.endpoint, {})[item.delivery.id] = clock
             try:
-                result = await asyncio.wait_for(item.adapter.send(item.message), self.send_timeout)
+                # asyncio.timeout rather than wait_for, which (before Python 3.12) runs the send
+                # in one more task: a task per delivery is already enough overhead.
+                async with asyncio.timeout(self.send_timeout):
+                    result = await item.adapter.send(item.message)
             except TimeoutError:
                 result = SendResult.retry("timeout", f"no answer within {self.send_timeout:g} s")
             except Exception as exc:
@@ -438,7 +470,7 @@ class DeliveryWorker:
     def _backlog_wait(self, endpoint: str, adapter: ChannelAdapter) -> float:
         """Roughly when this worker will have room for the endpoint again (with jitter)."""
         estimate = (self._duration(endpoint) or 0.05) * self._held[endpoint] / self._limit(adapter)
-        return min(60.0, max(1.0, estimate)) * random.uniform(1.0, 1.5)
+        return min(60.0, max(0.25, estimate)) * random.uniform(1.0, 1.5)
 
     def _observe(self, endpoint: str, result: SendResult, duration: float) -> None:
         previous = self._durations.get(endpoint)
@@ -470,16 +502,17 @@ class DeliveryWorker:
     # --------------------------------------------------------------------------- flushing
 
     async def _flush_loop(self) -> None:
-        while True:
+        while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_now.wait(), self.flush_interval)
+                async with asyncio.timeout(self.flush_interval):
+                    await self._flush_now.wait()
             self._flush_now.clear()
             try:
                 await self.flush()
             except Exception:
                 metrics.WORKER_ERRORS.labels(stage="delivery_flush").inc()
                 log.exception("writing delivery results failed; keeping them to write again")
-                await asyncio.sleep(1)
+                await self._pause(1)
 
     async def flush(self, *, force_topics: bool = False) -> None:
         """Write the results gathered so far in one transaction (kept for the next try on error)."""
