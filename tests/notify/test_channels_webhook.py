@@ -139,3 +139,17 @@ async def test_loopback_is_refused_at_send_time_unless_allowed(receiver: HttpRec
 def test_endpoint_is_host_and_port(channel: WebhookChannel) -> None:
     assert channel.endpoint(make_message()) == f"127.0.0.1:{PORT}"
     assert channel.endpoint(make_message(address="https://hooks.example.com/a/b")) == "hooks.example.com:443"
+
+
+async def test_a_redirect_is_not_followed(receiver: HttpReceiver, channel: WebhookChannel) -> None:
+    """A receiver answering 307 towards another address must not steer the worker there.
+
+    Tried: /hook answers 307 with Location pointing at /internal on the same peer (an IP literal,
+    as an attacker would use for 169.254.169.254); the worker must not send anything to it.
+    """
+    internal = f"http://127.0.0.1:{PORT}/internal"
+    receiver.behave("/hook", status=307, headers={"Location": internal})
+    result = await channel.send(make_message("/hook"))
+    assert result.outcome is AttemptOutcome.failed and result.code == "HTTP 307"
+    assert "redirect" in result.summary
+    assert receiver.received("/internal") == []

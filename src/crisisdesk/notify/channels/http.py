@@ -84,7 +84,11 @@ class HttpChannel(ChannelAdapter):
         if problem:
             return SendResult.failed("refused", f"not sent: {problem}", unreachable=True)
         try:
-            async with self.http.post(url, data=data, headers=headers, timeout=self.timeout) as response:
+            # Never follow a redirect: its target skips the address checks above (an IP literal
+            # never reaches the resolver), so a receiver could aim the worker at internal hosts.
+            async with self.http.post(
+                url, data=data, headers=headers, timeout=self.timeout, allow_redirects=False
+            ) as response:
                 body = await response.content.read(READ_LIMIT)
                 return HttpAnswer(response.status, body.decode("utf-8", "replace"), response.headers)
         except TimeoutError:
@@ -94,7 +98,9 @@ class HttpChannel(ChannelAdapter):
                 return SendResult.failed("refused", f"not sent: {exc.os_error}", unreachable=True)
             return SendResult.retry("connect", f"cannot connect to {host}:{port}: {exc.os_error}")
         except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
-            return SendResult.retry("connection", f"{type(exc).__name__}: {exc}"[:SUMMARY_CHARS])
+            # Named by type and host only: aiohttp's messages carry the whole URL, and a Slack or
+            # Teams URL is a secret that the attempt's summary must not show.
+            return SendResult.retry("connection", f"{type(exc).__name__} talking to {host}:{port}")
 
 
 def classify(
@@ -106,6 +112,8 @@ def classify(
         return SendResult.delivered(answer.code, answer.summary)
     if status >= 500 or status in retry:
         return SendResult.retry(answer.code, answer.summary or "try again later", retry_after=answer.retry_after())
+    if 300 <= status < 400:
+        return SendResult.failed(answer.code, "answered with a redirect, which is not followed: use the final URL")
     if status in unreachable:
         return SendResult.failed(answer.code, answer.summary or "gone", unreachable=True)
     return SendResult.failed(answer.code, answer.summary or "refused")
