@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crisisdesk.auth.deps import LoginRequired
@@ -85,6 +85,26 @@ class BodyLimitMiddleware:
 class _TooLarge(Exception):
     def __init__(self, size: int) -> None:
         self.size = size
+
+
+def _refused_by_database(exc: Exception) -> tuple[int, str, str] | None:
+    """A 4xx for errors about the request's data (SQLSTATE classes 22 and 23), None for outages.
+
+    Services validate what they store; this is the net under them, so a value that slipped
+    through (a NUL character PostgreSQL refuses, a number out of range, a race on a unique key)
+    is the client's 4xx and not "database unreachable".
+    """
+    if isinstance(exc, IntegrityError):
+        return 409, "Conflict", "this conflicts with something stored meanwhile: reload the page and try again"
+    if isinstance(exc, DataError):
+        return 422, "InvalidValue", "a value in this request cannot be stored (out of range or not valid text)"
+    if isinstance(exc, DBAPIError):
+        sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+        if sqlstate.startswith("23"):
+            return 409, "Conflict", "this conflicts with something stored meanwhile: reload the page and try again"
+        if sqlstate.startswith("22"):
+            return 422, "InvalidValue", "a value in this request cannot be stored (out of range or not valid text)"
+    return None
 
 
 def _wants_html(request: Request) -> bool:
@@ -172,6 +192,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(DBAPIError)
     @app.exception_handler(OSError)
     async def database_down(request: Request, exc: Exception) -> Response:
+        refused = _refused_by_database(exc)
+        if refused is not None:
+            # The database is up and said no to this request's data: the client's to fix.
+            status, kind, text = refused
+            log.warning("the database refused a value while serving %s: %s", request.url.path, kind)
+            if _wants_html(request):
+                return templates.TemplateResponse(
+                    request, "error.html", {"status": status, "message": text}, status_code=status
+                )
+            return JSONResponse({"detail": [{"msg": text, "type": kind}]}, status_code=status)
         log.error("database unreachable while serving %s: %s", request.url.path, exc)
         message = (
             "The database is unreachable. The public status page keeps serving its last "

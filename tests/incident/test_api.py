@@ -181,6 +181,27 @@ async def test_update_with_invalid_incident_status_is_422(client: httpx.AsyncCli
     assert await count_rows(db, IncidentUpdate) == 1
 
 
+async def test_nul_characters_are_refused_by_name_not_a_database_error(client: httpx.AsyncClient, db: Database) -> None:
+    """PostgreSQL cannot store NUL in text; SQLite can. Both must answer the same clear 4xx.
+
+    Tried: a NUL in an update's body (422 naming body, nothing stored), in an incident's name
+    (422 naming name), and in an incident id in the path (404, no query).
+    """
+    headers = await api_key_headers(db)
+    iid = (await _declare(client, headers))["id"]
+    response = await client.post(
+        f"{API}/incidents/{iid}/updates", headers=headers, json={"status": "identified", "body": "a\u0000b"}
+    )
+    assert response.status_code == 422 and ["body", "body"] in error_locs(response)
+    assert await count_rows(db, IncidentUpdate) == 1
+    response = await client.post(
+        f"{API}/incidents", headers=headers, json={"name": "x\u0000", "severity": "SEV3", "body": "b"}
+    )
+    assert response.status_code == 422 and ["body", "name"] in error_locs(response)
+    assert await count_rows(db, Incident) == 1
+    assert (await client.get(f"{API}/incidents/a%00b", headers=headers)).status_code == 404
+
+
 async def test_resolving_twice_is_409_and_writes_nothing(client: httpx.AsyncClient, db: Database) -> None:
     """A second resolve: 409 naming status; no extra update or timeline event is stored."""
     headers = await api_key_headers(db)

@@ -73,6 +73,8 @@ def parse_role(value: str, *, field: str = "role") -> IncidentRole:
 
 def check_body(body: str, *, field: str = "body", required: bool = True) -> str:
     body = body.strip()
+    if "\x00" in body:
+        raise InvalidInput("the message must not contain a NUL character", field=field)
     if required and not body:
         raise InvalidInput("the message must not be empty", field=field)
     if len(body) > MAX_BODY:
@@ -82,6 +84,8 @@ def check_body(body: str, *, field: str = "body", required: bool = True) -> str:
 
 def check_name(name: str) -> str:
     name = name.strip()
+    if "\x00" in name:
+        raise InvalidInput("name must not contain a NUL character", field="name")
     if not name or len(name) > MAX_NAME:
         raise InvalidInput(f"name must be 1 to {MAX_NAME} characters", field="name")
     return name
@@ -132,6 +136,8 @@ async def next_number(session: AsyncSession) -> int:
 
 async def get_incident(session: AsyncSession, incident_id: str, *, kind: Kind | None = None) -> Incident:
     """The incident with its updates, components and roles loaded."""
+    if "\x00" in incident_id or len(incident_id) > 64:
+        raise NotFound("no incident with that id", field="incident_id")
     query = (
         select(Incident)
         .where(Incident.id == incident_id)
