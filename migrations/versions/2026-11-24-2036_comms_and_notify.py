@@ -123,6 +123,7 @@ def upgrade() -> None:
     with op.batch_alter_table("delivery", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_delivery_incident_id"), ["incident_id"], unique=False)
         batch_op.create_index("ix_delivery_state_due", ["state", "due_at"], unique=False)
+        batch_op.create_index("ix_delivery_channel_state_due", ["channel", "state", "due_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_delivery_subscriber_id"), ["subscriber_id"], unique=False)
         batch_op.create_index("ix_delivery_update_channel_state", ["update_id", "channel", "state"], unique=False)
 
@@ -297,6 +298,7 @@ def downgrade() -> None:
     with op.batch_alter_table("delivery", schema=None) as batch_op:
         batch_op.drop_index("ix_delivery_update_channel_state")
         batch_op.drop_index(batch_op.f("ix_delivery_subscriber_id"))
+        batch_op.drop_index("ix_delivery_channel_state_due")
         batch_op.drop_index("ix_delivery_state_due")
         batch_op.drop_index(batch_op.f("ix_delivery_incident_id"))
 

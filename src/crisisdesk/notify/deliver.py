@@ -242,6 +242,8 @@ class DeliveryWorker:
             try:
                 await adapter.close()
             except Exception:
+                # Stopping anyway: the connections die with the process. Counted so it is seen.
+                metrics.WORKER_ERRORS.labels(stage="channel_close").inc()
                 log.exception("closing the %s channel failed", adapter.channel)
 
     async def _shutdown(self, grace: float = 5.0) -> None:
@@ -260,6 +262,7 @@ class DeliveryWorker:
         try:
             await self.flush(force_topics=True)
         except Exception:
+            metrics.WORKER_ERRORS.labels(stage="delivery_flush").inc()
             log.exception("writing the last delivery results failed; their leases will run out and they resend")
 
     # --------------------------------------------------------------------------- claiming
@@ -293,7 +296,10 @@ class DeliveryWorker:
             log.exception("rendering %s deliveries failed", len(deliveries))
             now = utcnow()
             for delivery in deliveries:
-                self._finish(delivery, SendResult.retry("render", f"{type(exc).__name__}: {exc}"), now, 0.0, "-")
+                # The type only: an exception's text may quote a secret URL, and summaries are shown.
+                self._finish(
+                    delivery, SendResult.retry("render", f"rendering failed ({type(exc).__name__})"), now, 0.0, "-"
+                )
             return deferred
         now = utcnow()
         for delivery in deliveries:
@@ -376,7 +382,9 @@ class DeliveryWorker:
                 result = SendResult.retry("timeout", f"no answer within {self.send_timeout:g} s")
             except Exception as exc:
                 log.exception("the %s channel raised while sending delivery %s", item.adapter.channel, item.delivery.id)
-                result = SendResult.retry("error", f"{type(exc).__name__}: {exc}")
+                # The traceback is in the log; the summary viewers see names the type only, since
+                # an exception's text may quote the secret URL of a Slack or Teams webhook.
+                result = SendResult.retry("error", f"the channel raised {type(exc).__name__}")
             duration = time.monotonic() - clock
         self._observe(item.endpoint, result, duration)
         self._finish(item.delivery, result, started_at, duration, item.endpoint)

@@ -111,6 +111,8 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("subject", "channel", "recipient", name="uq_delivery_subject_channel_recipient"),
         Index("ix_delivery_state_due", "state", "due_at"),
+        # Each channel's lane claims its own rows: a range scan, not a walk past other channels'.
+        Index("ix_delivery_channel_state_due", "channel", "state", "due_at"),
         Index("ix_delivery_update_channel_state", "update_id", "channel", "state"),
     )
 
