@@ -30,9 +30,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +39,7 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadtools import workspace
 from sendtools import HOST, bare_http, bare_smtp, reset, stats, webhook_hosts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -603,16 +602,6 @@ async def run(ctx: Context, *, baselines_only: bool, profile_to: Path | None) ->
     return result
 
 
-@contextlib.contextmanager
-def workspace(keep: bool) -> Iterator[Path]:
-    tmp = Path(tempfile.mkdtemp(prefix="crisisdesk-fanout-"))
-    try:
-        yield tmp
-    finally:
-        if not keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="10,000 + 1,000 subscribers, under a minute")
@@ -637,7 +626,7 @@ def main() -> int:
     raise_open_files()
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     output = args.output or ROOT / "bench" / "results" / f"fanout-{stamp}.json"
-    with workspace(args.keep) as tmp:
+    with workspace(args.keep, prefix="crisisdesk-fanout-") as tmp:
         pg_name = None
         if args.postgres:
             url, pg_name = asyncio.run(create_postgres_database(args.postgres))

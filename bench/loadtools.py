@@ -13,7 +13,9 @@ import re
 import shutil
 import statistics
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -220,3 +222,14 @@ def percentile(values: list[float], pct: float) -> float:
     """Nearest-rank percentile: with 20 samples, p99 is the largest."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(pct / 100 * len(ordered)) - 1)]
+
+
+@contextlib.contextmanager
+def workspace(keep: bool, *, prefix: str) -> Iterator[Path]:
+    """A temporary directory for one benchmark run (logs, databases), removed unless kept."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield tmp
+    finally:
+        if not keep:
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -32,9 +32,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +50,7 @@ from loadtools import (
     percentile,
     rss_mib,
     run_wrk,
+    workspace,
     wrk_command,
 )
 
@@ -741,16 +740,6 @@ async def run(ctx: Context, use_cli: bool) -> dict[str, Any]:
     return result
 
 
-@contextlib.contextmanager
-def workspace(keep: bool) -> Iterator[Path]:
-    tmp = Path(tempfile.mkdtemp(prefix="crisisdesk-bench-"))
-    try:
-        yield tmp
-    finally:
-        if not keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="a smaller run, under a minute")
@@ -770,7 +759,7 @@ def main() -> int:
             return 2
     raise_open_files()
     use_cli = cli_serves()
-    with workspace(args.keep) as tmp:
+    with workspace(args.keep, prefix="crisisdesk-bench-") as tmp:
         pg_name = None
         if args.postgres:
             url, pg_name = asyncio.run(create_postgres_database(args.postgres))
