@@ -279,9 +279,19 @@ def test_demo_seeds_once_and_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         try:
             page = _wait_for(f"http://127.0.0.1:{port}/", process)
             assert page.status_code == 200
+            # The seeded open incident's update reaches the seeded email subscribers, through the
+            # ledger and real SMTP, into the demo's local mail catcher.
+            outbox = tmp_path / "demo-mail" / "new"
+            deadline = time.monotonic() + 30
+            while not (outbox.is_dir() and any(outbox.iterdir())):
+                assert time.monotonic() < deadline, "no demo email arrived within 30 s"
+                time.sleep(0.25)
+            first = next(outbox.iterdir()).read_text()
+            assert "List-Unsubscribe:" in first and "Message-ID:" in first
         finally:
             _, output = _stop(process)
         outputs.append(output)
+        assert "Outgoing email" in output
         assert "admin@example.com" in output and f"http://127.0.0.1:{port}/console" in output
     assert "seeded now" in outputs[0] and "already seeded" in outputs[1]
 

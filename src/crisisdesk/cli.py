@@ -11,9 +11,10 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
 
@@ -233,6 +234,40 @@ def demo(
     os.environ["CRISISDESK_DEMO"] = "true"
     os.environ["CRISISDESK_DATABASE_URL"] = f"sqlite+aiosqlite:///{db.resolve()}"
     os.environ.setdefault("CRISISDESK_BASE_URL", f"http://{host}:{port}")
+    with _demo_outbox(db.resolve().parent / "demo-mail") as outbox:
+        _demo(port, db, host, outbox)
+
+
+@contextmanager
+def _demo_outbox(directory: Path) -> Iterator[Path | None]:
+    """A local SMTP server that keeps the demo's emails in a Maildir, unless SMTP is configured.
+
+    The demo's subscribers and responders get real email through the delivery ledger; without a
+    mail server they would only retry. aiosmtpd comes with the development install.
+    """
+    if "CRISISDESK_SMTP_HOST" in os.environ:
+        yield None
+        return
+    try:
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.handlers import Mailbox
+    except ImportError:
+        yield None
+        return
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        smtp_port = probe.getsockname()[1]
+    controller = Controller(Mailbox(directory), hostname="127.0.0.1", port=smtp_port)
+    controller.start()
+    os.environ["CRISISDESK_SMTP_HOST"] = "127.0.0.1"
+    os.environ["CRISISDESK_SMTP_PORT"] = str(smtp_port)
+    try:
+        yield directory
+    finally:
+        controller.stop()
+
+
+def _demo(port: int, db: Path, host: str, outbox: Path | None) -> None:
     settings = _settings()
     _migrate(settings)
     info = _run(lambda: _seed(settings))
@@ -245,6 +280,8 @@ def demo(
         f"Admin login         [bold]{info.get('admin_email')}[/] / [bold]{info.get('admin_password')}[/]",
         f"Database            {db.resolve()}" + ("  (seeded now)" if info.get("seeded") else "  (already seeded)"),
     ]
+    if outbox is not None:
+        lines.append(f"Outgoing email      {outbox}/new  (a local SMTP catcher, one file per message)")
     out.print(Panel("\n".join(lines), title="crisisdesk demo", expand=False))
     _serve(host, port, 1, announce=False)  # the panel above already said where
 
