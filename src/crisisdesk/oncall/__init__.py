@@ -1,0 +1,1 @@
+"""On-call: schedules, rotations and who is on call at a given instant."""
