@@ -39,7 +39,7 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loadtools import workspace
+from loadtools import stop_group, workspace
 from sendtools import HOST, bare_http, bare_smtp, reset, stats, webhook_hosts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,15 +110,7 @@ def start(ctx: Context, name: str, command: list[str], env: dict[str, str] | Non
 
 
 def stop(ctx: Context, proc: Proc) -> None:
-    if proc.proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.proc.pid, signal.SIGTERM)
-        try:
-            proc.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.proc.pid, signal.SIGKILL)
-            proc.proc.wait(timeout=5)
+    stop_group(proc.proc)
     if proc in ctx.procs:
         ctx.procs.remove(proc)
 

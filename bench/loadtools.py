@@ -11,6 +11,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -233,3 +234,18 @@ def workspace(keep: bool, *, prefix: str) -> Iterator[Path]:
     finally:
         if not keep:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a process started with ``start_new_session=True`` and everything it started."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # any straggler of the group

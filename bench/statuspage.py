@@ -50,6 +50,7 @@ from loadtools import (
     percentile,
     rss_mib,
     run_wrk,
+    stop_group,
     workspace,
     wrk_command,
 )
@@ -165,17 +166,7 @@ def start(ctx: Context, name: str, port: int, command: list[str], env: dict[str,
 
 
 def stop(ctx: Context, server: Server) -> None:
-    if server.proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.proc.pid, signal.SIGTERM)
-        try:
-            server.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(server.proc.pid, signal.SIGKILL)
-            server.proc.wait(timeout=5)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(server.proc.pid, signal.SIGKILL)  # any straggler of the group
+    stop_group(server.proc)
     if server in ctx.servers:
         ctx.servers.remove(server)
 
