@@ -100,7 +100,8 @@ class Database:
 def dialect_insert(session: AsyncSession) -> Any:
     """The dialect's ``insert`` (it knows ``on_conflict_do_nothing``) for this session's engine.
 
-    Prefer it to catching IntegrityError in a SAVEPOINT: on SQLite a SAVEPOINT opens a deferred
+    The fan-out and the import lean on it to write each row once. Prefer it to catching
+    IntegrityError in a SAVEPOINT: on SQLite a SAVEPOINT opens a deferred
     transaction whose first read pins a snapshot, and the write after it fails at once with
     "database is locked" if another connection committed in between.
     """

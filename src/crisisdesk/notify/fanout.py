@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, false, literal, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.catalog.models import Component, ComponentStatusChange
@@ -32,7 +31,7 @@ from crisisdesk.incident.models import (
     Visibility,
 )
 from crisisdesk.kit import events, jobs
-from crisisdesk.kit.db import UTCDateTime
+from crisisdesk.kit.db import UTCDateTime, dialect_insert
 from crisisdesk.kit.time import utcnow
 from crisisdesk.notify.models import (
     Channel,
@@ -94,12 +93,6 @@ def social_accounts(settings: Settings) -> list[tuple[Channel, str]]:
     if settings.x_token:
         accounts.append((Channel.x, settings.x_base_url))
     return accounts
-
-
-def _insert(session: AsyncSession) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING."""
-    dialect = session.get_bind().dialect.name
-    return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
 def _audience(
@@ -173,7 +166,7 @@ async def _expand_batch(
         "due_at",
         "created_at",
     ]
-    statement = _insert(session)(Delivery).from_select(columns, rows).on_conflict_do_nothing()
+    statement = dialect_insert(session)(Delivery).from_select(columns, rows).on_conflict_do_nothing()
     await session.execute(statement)
     return len(ids), last
 
@@ -219,7 +212,7 @@ async def run_fanout(session: AsyncSession, settings: Settings, payload: dict[st
     subject = f"update:{update.id}"
     if after is None:
         for channel, address in social_accounts(settings):
-            statement = _insert(session)(Delivery).values(
+            statement = dialect_insert(session)(Delivery).values(
                 subject=subject,
                 purpose=Purpose.update.value,
                 update_id=update.id,

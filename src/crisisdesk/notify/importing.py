@@ -16,13 +16,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import JSON, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.catalog.models import Component
 from crisisdesk.config import Settings
 from crisisdesk.incident.models import Incident
+from crisisdesk.kit.db import dialect_insert
 from crisisdesk.kit.errors import InvalidInput
 from crisisdesk.kit.time import utcnow
 from crisisdesk.notify import addresses
@@ -292,8 +291,7 @@ class _BatchWriter:
         """Insert rows, skipping conflicts; on PostgreSQL, answers the ids it inserted."""
         driver = await self._asyncpg()
         if driver is None:
-            insert = postgresql_insert if self.dialect == "postgresql" else sqlite_insert
-            await self.session.execute(insert(table).on_conflict_do_nothing(), rows)
+            await self.session.execute(dialect_insert(self.session)(table).on_conflict_do_nothing(), rows)
             return None
         # One array per column, one statement per batch: SQLAlchemy's executemany, a multi-row
         # VALUES statement (its compiling) and asyncpg's executemany were each several times
