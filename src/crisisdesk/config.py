@@ -102,6 +102,17 @@ class Settings(BaseSettings):
     # The next-update promise.
     reminder_lead_minutes: float = Field(default=5, gt=0, description="Remind responders this long before it is due.")
     overdue_repeat_minutes: float = Field(default=10, gt=0, description="Repeat the overdue alarm this often.")
+    # Detect and mobilise.
+    probe_concurrency: int = Field(
+        default=20, ge=1, le=500, description="Synthetic checks and vendor polls a worker runs at once."
+    )
+    slack_bot_token: str | None = Field(
+        default=None, description="Slack bot token (xoxb-…, chat:write) for paging responders by direct message."
+    )
+    slack_api_url: str = Field(default="https://slack.com/api", description="Slack Web API base URL.")
+    heartbeat_stale_seconds: float = Field(
+        default=60, gt=0, description="The heartbeat answers 503 when no worker has beaten for this long."
+    )
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

@@ -7,6 +7,8 @@ from crisisdesk.incident import models as incident_models
 from crisisdesk.kit import events, jobs
 from crisisdesk.kit.db import Base
 from crisisdesk.notify import models as notify_models
+from crisisdesk.oncall import models as oncall_models
+from crisisdesk.signal import models as signal_models
 from crisisdesk.statuspage import models as statuspage_models
 
 metadata = Base.metadata
@@ -20,5 +22,7 @@ __all__ = [
     "jobs",
     "metadata",
     "notify_models",
+    "oncall_models",
+    "signal_models",
     "statuspage_models",
 ]

@@ -18,6 +18,9 @@ from crisisdesk.kit.time import utcnow
 from crisisdesk.maintenance import service as maintenance
 from crisisdesk.notify import subscribers
 from crisisdesk.notify import tasks as notify_tasks
+from crisisdesk.oncall import heartbeat
+from crisisdesk.oncall import tasks as oncall_tasks
+from crisisdesk.signal import tasks as signal_tasks
 from crisisdesk.statuspage import publish as publishing
 from crisisdesk.statuspage.store import SiteStore
 
@@ -30,6 +33,8 @@ def register_tasks(runtime: Runtime) -> None:
     notify_tasks.register(runtime)
     runtime.runner.register(subscribers.PURGE, subscribers.run_purge)
     comms_tasks.register(runtime.runner, runtime.settings)
+    signal_tasks.register(runtime)
+    oncall_tasks.register(runtime)
 
 
 async def tick(runtime: Runtime, store: SiteStore | None, state: dict[str, object]) -> int:
@@ -39,7 +44,8 @@ async def tick(runtime: Runtime, store: SiteStore | None, state: dict[str, objec
         async with runtime.db.session() as session:
             await subscribers.ensure_purge_job(session)
         state["purge_scheduled"] = True
-    ran = await runtime.runner.run_due()
+    await heartbeat.beat(runtime.db)
+    ran = await runtime.runner.run_due(exclude=signal_tasks.PROBE_KINDS)
     today = utcnow().date()
     if state.get("day") != today or await publishing.stale(runtime.db):
         await publishing.publish(runtime.db, runtime.settings, store)
@@ -48,14 +54,37 @@ async def tick(runtime: Runtime, store: SiteStore | None, state: dict[str, objec
 
 
 async def work_forever(runtime: Runtime, store: SiteStore | None, *, idle: float = 0.5) -> None:
-    """Run due jobs and the delivery worker side by side until cancelled."""
-    deliveries = asyncio.create_task(_deliver_forever(runtime), name="deliveries")
+    """Run due jobs, the probe lane (checks, vendor polls) and the delivery worker side by side."""
+    lanes = [
+        asyncio.create_task(_deliver_forever(runtime), name="deliveries"),
+        asyncio.create_task(_probes_forever(runtime, idle=idle), name="probes"),
+    ]
     try:
         await _jobs_forever(runtime, store, idle=idle)
     finally:
-        deliveries.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await deliveries
+        for lane in lanes:
+            lane.cancel()
+        for lane in lanes:
+            with contextlib.suppress(asyncio.CancelledError):
+                await lane
+
+
+async def _probes_forever(runtime: Runtime, *, idle: float) -> None:
+    """Checks and vendor polls, many at a time, apart from the timers of the main lane."""
+    while True:
+        try:
+            ran = await runtime.runner.run_due(
+                kinds=signal_tasks.PROBE_KINDS, concurrency=runtime.settings.probe_concurrency
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            metrics.WORKER_ERRORS.labels(stage="probes").inc()
+            log.exception("probe pass failed; retrying")
+            await asyncio.sleep(2)
+            continue
+        if not ran:
+            await asyncio.sleep(idle)
 
 
 async def _deliver_forever(runtime: Runtime) -> None:

@@ -66,3 +66,46 @@ async def test_expired_lease_is_claimed_again(db: Database) -> None:
         await s.execute(update(Job).values(lease_until=utcnow() - timedelta(seconds=1)))  # that worker died
     [second] = await jobs.claim(db)
     assert second.id == first.id and second.attempts == 2
+
+
+async def test_a_handler_that_reschedules_its_own_key_leaves_the_job_due(db: Database) -> None:
+    runner = JobRunner(db)
+    runs: list[int] = []
+
+    async def recurring(session: object, payload: dict) -> None:
+        runs.append(payload["n"])
+        await jobs.schedule(session, "test.recurring", utcnow() + timedelta(minutes=1), key="every", payload={"n": 2})
+
+    runner.register("test.recurring", recurring)
+    async with db.session() as s:
+        await jobs.schedule(s, "test.recurring", utcnow() - timedelta(seconds=1), key="every", payload={"n": 1})
+    assert await runner.run_due() == 1
+    async with db.session() as s:
+        job = await s.scalar(select(Job).where(Job.key == "every"))
+        assert job.finished_at is None and job.payload == {"n": 2} and job.due_at > utcnow()
+    assert await runner.run_due() == 0
+    assert runs == [1]
+
+
+async def test_lanes_claim_only_their_kinds_and_run_side_by_side(db: Database) -> None:
+    runner = JobRunner(db)
+    running = 0
+    peak = 0
+
+    async def slow(session: object, payload: dict) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+
+    runner.register("test.slow", slow)
+    runner.register("test.fast", slow)
+    async with db.session() as s:
+        for n in range(4):
+            await jobs.schedule(s, "test.slow", utcnow() - timedelta(seconds=1), payload={"n": n})
+        await jobs.schedule(s, "test.fast", utcnow() - timedelta(seconds=1))
+    assert await runner.run_due(kinds={"test.slow"}, concurrency=4) == 4
+    assert peak == 4
+    assert await runner.run_due(exclude={"test.fast"}) == 0
+    assert await runner.run_due(exclude={"test.slow"}) == 1

@@ -7,10 +7,11 @@ number of machines share the queue. On SQLite the single writer lock makes the c
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -80,8 +81,19 @@ class Claimed:
     attempts: int
 
 
-async def claim(db: Database, *, limit: int = 10, lease: timedelta = timedelta(minutes=2)) -> list[Claimed]:
-    """Claim up to ``limit`` due jobs for this worker in one statement (so no two workers share one)."""
+async def claim(
+    db: Database,
+    *,
+    limit: int = 10,
+    lease: timedelta = timedelta(minutes=2),
+    kinds: Collection[str] | None = None,
+    exclude: Collection[str] | None = None,
+) -> list[Claimed]:
+    """Claim up to ``limit`` due jobs for this worker in one statement (so no two workers share one).
+
+    ``kinds`` keeps to those kinds and ``exclude`` leaves those out: a lane of slow jobs (checks,
+    vendor polls) then cannot hold up the escalation timers in another.
+    """
     now = utcnow()
     due = (
         select(Job.id)
@@ -90,6 +102,10 @@ async def claim(db: Database, *, limit: int = 10, lease: timedelta = timedelta(m
         .order_by(Job.due_at)
         .limit(limit)
     )
+    if kinds is not None:
+        due = due.where(Job.kind.in_(list(kinds)))
+    if exclude:
+        due = due.where(Job.kind.not_in(list(exclude)))
     if not db.is_sqlite:
         due = due.with_for_update(skip_locked=True)
     statement = (
@@ -108,7 +124,11 @@ Handler = Callable[[AsyncSession, dict[str, Any]], Awaitable[None]]
 
 
 class JobRunner:
-    """Runs claimed jobs through registered handlers; a handler's session is its transaction."""
+    """Runs claimed jobs through registered handlers; a handler's session is its transaction.
+
+    A handler may schedule its own key again (a check's next run): the job is then left due at
+    its new time instead of being marked finished.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -117,13 +137,27 @@ class JobRunner:
     def register(self, kind: str, handler: Handler) -> None:
         self.handlers[kind] = handler
 
-    async def run_due(self) -> int:
-        """Claim and run what is due now; return how many jobs ran."""
-        ran = 0
-        for job in await claim(self.db):
-            await self._run(job)
-            ran += 1
-        return ran
+    async def run_due(
+        self,
+        *,
+        kinds: Collection[str] | None = None,
+        exclude: Collection[str] | None = None,
+        concurrency: int = 1,
+    ) -> int:
+        """Claim and run what is due now (``concurrency`` at a time); return how many jobs ran."""
+        claimed = await claim(self.db, limit=max(10, concurrency), kinds=kinds, exclude=exclude)
+        if concurrency <= 1:
+            for job in claimed:
+                await self._run(job)
+        else:
+            slots = asyncio.Semaphore(concurrency)
+
+            async def run(job: Claimed) -> None:
+                async with slots:
+                    await self._run(job)
+
+            await asyncio.gather(*(run(job) for job in claimed))
+        return len(claimed)
 
     async def _run(self, job: Claimed) -> None:
         handler = self.handlers.get(job.kind)
@@ -132,8 +166,11 @@ class JobRunner:
                 raise LookupError(f"no handler for job kind {job.kind!r}")
             async with self.db.session() as session:
                 await handler(session, job.payload)
+                # A job its handler rescheduled has lost its claim (``schedule`` clears it): leave it due.
                 await session.execute(
-                    update(Job).where(Job.id == job.id).values(finished_at=utcnow(), lease_until=None)
+                    update(Job)
+                    .where(Job.id == job.id, Job.claimed_by.is_not(None))
+                    .values(finished_at=utcnow(), lease_until=None)
                 )
         except Exception as exc:
             log.exception("job %s (%s) failed, attempt %s", job.id, job.kind, job.attempts)

@@ -25,6 +25,7 @@ class Channel(StrEnum):
     sms = "sms"
     webhook = "webhook"
     slack = "slack"
+    slack_dm = "slack_dm"  # a direct message to a responder through the Slack bot token (pages)
     teams = "teams"
     mastodon = "mastodon"
     x = "x"
@@ -93,6 +94,7 @@ class Purpose(StrEnum):
     component = "component"  # a component status change (webhook subscribers)
     confirm = "confirm"  # double opt-in confirmation
     reminder = "reminder"  # a next-update reminder or overdue alarm to responders
+    page = "page"  # an on-call page to a responder's contact method
 
 
 class DeliveryState(StrEnum):
