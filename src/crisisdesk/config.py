@@ -106,6 +106,11 @@ class Settings(BaseSettings):
     probe_concurrency: int = Field(
         default=20, ge=1, le=500, description="Synthetic checks and vendor polls a worker runs at once."
     )
+    check_dns_resolver: str = Field(
+        default="",
+        description="The DNS server DNS checks ask, as host or host:port (an internal resolver); empty: the "
+        "system's resolvers from /etc/resolv.conf.",
+    )
     slack_bot_token: str | None = Field(
         default=None, description="Slack bot token (xoxb-…, chat:write) for paging responders by direct message."
     )
