@@ -46,6 +46,7 @@ DASHBOARD = "console"
 # Work this domain records for the ones above it (notify and comms register the handlers).
 FANOUT_JOB = "notify.fanout"
 PROMISE_JOB = "comms.promise"
+MOBILISE_JOB = "oncall.mobilise"
 
 
 def incident_topic(incident_id: str) -> str:
@@ -452,6 +453,8 @@ async def declare(
     )
     for role, user_id in (roles or {}).items():
         await assign_role(session, actor, incident, role=role, user_id=user_id)
+    # On-call pages by the severity's paging policies and fills the roles still empty.
+    await jobs.schedule(session, MOBILISE_JOB, now, key=f"mobilise:{incident.id}", payload={"incident_id": incident.id})
     return Declared(incident, first)
 
 
@@ -563,10 +566,14 @@ async def add_note(session: AsyncSession, actor: Actor, incident: Incident, *, b
 
 
 async def assign_role(
-    session: AsyncSession, actor: Actor, incident: Incident, *, role: str, user_id: str | None
+    session: AsyncSession, actor: Actor | None, incident: Incident, *, role: str, user_id: str | None
 ) -> RoleAssignment | None:
-    """Give a role to a user, handing it over from the current holder; ``None`` frees it."""
-    actor.require(Scope.write)
+    """Give a role to a user, handing it over from the current holder; ``None`` frees it.
+
+    ``actor`` is None when automation assigns it (a role filled from who is on call).
+    """
+    if actor is not None:
+        actor.require(Scope.write)
     parsed = parse_role(role)
     user = None
     if user_id:
@@ -595,7 +602,11 @@ async def assign_role(
         )
         return None
     assignment = RoleAssignment(
-        incident_id=incident.id, role=parsed, user_id=user.id, assigned_by_id=actor.user_id, assigned_at=now
+        incident_id=incident.id,
+        role=parsed,
+        user_id=user.id,
+        assigned_by_id=actor.user_id if actor else None,
+        assigned_at=now,
     )
     session.add(assignment)
     incident.roles.append(assignment)

@@ -52,6 +52,8 @@ CACHE_SIZE = 64  # updates kept rendered
 # Stands for the subscriber's token in rendered text; URL-, HTML- and JSON-safe.
 TOKEN = "T0KENxCRISISDESKxPLACEHOLDER"  # noqa: S105 - not a secret
 TOKEN_BYTES = TOKEN.encode()
+# Stands for the installation's base URL in messages written before it is known (pages' ack links).
+BASE_URL_MARK = "BASExCRISISDESKxURL"
 SUBSCRIBER_CHANNELS = frozenset({Channel.email, Channel.sms, Channel.webhook, Channel.slack, Channel.teams})
 STATUS_COLOURS = {
     "investigating": "#de350b",
@@ -189,6 +191,8 @@ class MessageBuilder:
     def _from_payload(self, delivery: Delivery, channel: Channel, recipient: _Recipient | None) -> Message:
         """Confirmations and reminders: the words are in the delivery's payload."""
         payload: dict[str, Any] = delivery.payload or {}
+        if delivery.purpose == Purpose.page:
+            return self._page(delivery, channel, payload)
         subject = str(payload.get("subject") or "")
         text = str(payload.get("text") or subject)
         html = payload.get("html")
@@ -209,6 +213,36 @@ class MessageBuilder:
                 return replace(base, text=fit(plain(text)))
             case _:
                 return replace(base, text=fit_post(text))
+
+    def _page(self, delivery: Delivery, channel: Channel, payload: dict[str, Any]) -> Message:
+        """An on-call page: its words are in the payload, with the base URL still to put in its links."""
+
+        def fill(value: str) -> str:
+            return value.replace(BASE_URL_MARK, self.base_url)
+
+        subject = fill(str(payload.get("subject") or ""))
+        text = fill(str(payload.get("text") or subject))
+        base = replace(_message(delivery, channel), subject=subject, text=text)
+        match channel:
+            case Channel.sms:
+                return replace(base, text=fit(plain(text), tail=fill(str(payload.get("tail") or ""))))
+            case Channel.slack_dm:
+                body = {
+                    "channel": delivery.address,
+                    "text": text,
+                    "blocks": payload.get("blocks") or [],
+                    "unfurl_links": False,
+                }
+                return replace(base, body=fill_bytes(slack.encode(body), self.base_url))
+            case Channel.webhook:
+                # A push gateway is no subscriber: its signing secret travels with the delivery.
+                document = payload.get("body") or {"type": "page", "subject": subject, "text": text}
+                secret = payload.get("secret")
+                return replace(
+                    base, body=fill_bytes(v2.dump(document), self.base_url), secret=str(secret) if secret else None
+                )
+            case _:
+                return base
 
     # ------------------------------------------------------------------------------ caching
 
@@ -441,6 +475,10 @@ class MessageBuilder:
 
 def _message(delivery: Delivery, channel: Channel) -> Message:
     return Message(delivery_id=delivery.id, message_id=delivery.message_id, channel=channel, address=delivery.address)
+
+
+def fill_bytes(body: bytes, base_url: str) -> bytes:
+    return body.replace(BASE_URL_MARK.encode(), base_url.encode())
 
 
 def _change_id(subject: str) -> int | None:

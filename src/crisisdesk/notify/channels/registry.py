@@ -8,6 +8,7 @@ from crisisdesk.config import Settings
 from crisisdesk.notify.channels.base import ChannelAdapter
 from crisisdesk.notify.channels.email import EmailChannel
 from crisisdesk.notify.channels.slack import SlackChannel
+from crisisdesk.notify.channels.slack_dm import SlackDmChannel
 from crisisdesk.notify.channels.sms import SmsChannel
 from crisisdesk.notify.channels.social import MastodonChannel, XChannel
 from crisisdesk.notify.channels.teams import TeamsChannel
@@ -19,7 +20,8 @@ def build_adapters(settings: Settings, http: aiohttp.ClientSession) -> dict[Chan
     """One adapter per configured channel; the HTTP ones share ``http``.
 
     Email, webhooks, Slack and Teams are always there; SMS needs the Twilio account SID, token
-    and sender; Mastodon its instance URL and token; X its token.
+    and sender; Slack direct messages (pages) the bot token; Mastodon its instance URL and token;
+    X its token.
     """
     timeout = settings.webhook_timeout_seconds
     private = settings.allow_private_webhooks
@@ -38,6 +40,10 @@ def build_adapters(settings: Settings, http: aiohttp.ClientSession) -> dict[Chan
             sender=settings.twilio_from,
             timeout=timeout,
             allow_private=private,
+        )
+    if settings.slack_bot_token:
+        adapters[Channel.slack_dm] = SlackDmChannel(
+            http, api_url=settings.slack_api_url, token=settings.slack_bot_token, timeout=timeout, allow_private=private
         )
     if settings.mastodon_base_url and settings.mastodon_token:
         adapters[Channel.mastodon] = MastodonChannel(
