@@ -22,7 +22,7 @@ from crisisdesk.auth.models import Scope, User
 from crisisdesk.auth.service import Actor
 from crisisdesk.kit.errors import Conflict, InvalidInput, NotFound
 from crisisdesk.kit.time import utcnow
-from crisisdesk.oncall import rotation
+from crisisdesk.oncall import policies, rotation
 from crisisdesk.oncall.models import OnCallSchedule, ScheduleLayer, ScheduleOverride
 
 MAX_NAME = 200
@@ -374,9 +374,13 @@ async def update_schedule(
 
 
 async def delete_schedule(session: AsyncSession, actor: Actor, schedule_id: str) -> None:
-    """Remove a schedule with its layers and overrides (admin)."""
+    """Remove a schedule with its layers and overrides (admin); refused while a policy pages it."""
     actor.require(Scope.admin)
     schedule = await get_schedule(session, schedule_id)
+    users = await policies.policies_targeting_schedule(session, schedule.id)
+    if users:
+        names = ", ".join(p.name for p in users)
+        raise Conflict(f"escalation policies page this schedule ({names}); change them first", field="schedule_id")
     await session.execute(delete(ScheduleLayer).where(ScheduleLayer.schedule_id == schedule.id))
     await session.execute(delete(ScheduleOverride).where(ScheduleOverride.schedule_id == schedule.id))
     await session.delete(schedule)
