@@ -31,10 +31,12 @@ format: install
 bench: install
 	$(BIN)/python bench/statuspage.py
 	$(BIN)/python bench/fanout.py
+	$(BIN)/python bench/ingest.py
 
 bench-quick: install
 	$(BIN)/python bench/statuspage.py --quick
 	$(BIN)/python bench/fanout.py --quick
+	$(BIN)/python bench/ingest.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache crisisdesk.db* bench/results
