@@ -371,7 +371,7 @@ class Declared:
 
 async def declare(
     session: AsyncSession,
-    actor: Actor,
+    actor: Actor | None,
     *,
     name: str,
     severity: Severity | str,
@@ -383,13 +383,18 @@ async def declare(
     roles: Mapping[str, str] | None = None,
     deliver_notifications: bool = True,
     template_id: str | None = None,
+    declared_from: str | None = None,
 ) -> Declared:
     """Declare an incident with its first public update; it promises the next one.
 
     On a severity whose policy asks for approval, a responder who is neither an admin nor the
-    named Communications Lead declares from an approved template.
+    named Communications Lead declares from an approved template. ``actor`` None is crisisdesk
+    declaring for an admin-written alert rule (``declared_from`` names the alert group): the
+    rule's text is admin-approved, so no scope or approval check applies
+    (docs/decisions/0012-automatic-declaration.md).
     """
-    actor.require(Scope.write)
+    if actor is not None:
+        actor.require(Scope.write)
     now = utcnow()
     name = check_name(name)
     severity = policies.parse_severity(str(severity))
@@ -402,7 +407,13 @@ async def declare(
         raise InvalidInput("started_at must not be in the future", field="started_at")
     policy = await policies.get_policy(session, severity)
     lead = (roles or {}).get(IncidentRole.communications_lead)
-    if policy.free_text_approval and template_id is None and not actor.can(Scope.admin) and lead != actor.user_id:
+    if (
+        actor is not None
+        and policy.free_text_approval
+        and template_id is None
+        and not actor.can(Scope.admin)
+        and lead != actor.user_id
+    ):
         raise Forbidden(
             f"a free-text public update on a {severity} incident needs approval by the Communications Lead "
             "or an admin: declare from an approved template, or name yourself Communications Lead",
@@ -418,7 +429,7 @@ async def declare(
         created_at=now,
         updated_at=now,
         started_at=started_at or now,
-        created_by_id=actor.user_id,
+        created_by_id=actor.user_id if actor else None,
     )
     incident.components = []
     incident.roles = []
@@ -434,9 +445,12 @@ async def declare(
         incident,
         actor,
         "declared",
-        f"{actor.name} declared {severity} “{name}”",
+        f"{actor.name} declared {severity} “{name}”"
+        if actor is not None
+        else f"crisisdesk declared {severity} “{name}” from alert group “{declared_from or name}”",
         severity=severity,
         status=parsed_status,
+        **({"declared_from": declared_from} if declared_from else {}),
     )
     promise = next_update_at or now + timedelta(minutes=policy.cadence_minutes)
     first = await add_update(
