@@ -36,6 +36,7 @@ import hashlib
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import threading
@@ -424,7 +425,7 @@ async def arm_escalation(url: str, user_id: str, due_at: datetime, notes: list[s
 
     from crisisdesk.kit.db import Database
     from crisisdesk.kit.jobs import Job
-    from crisisdesk.oncall.models import EscalationPolicy
+    from crisisdesk.oncall.models import EscalationPolicy, Page
 
     target = {"type": "user", "id": user_id}
     db = Database(url)
@@ -441,18 +442,14 @@ async def arm_escalation(url: str, user_id: str, due_at: datetime, notes: list[s
             )
             page_id = page.id
         async with db.session() as session:
-            jobs = list(
-                await session.scalars(
-                    select(Job).where(
-                        Job.kind == "oncall.escalate", Job.finished_at.is_(None), Job.key.contains(page_id)
-                    )
-                )
-            )
-            if not jobs:
-                notes.append("the page has no escalation job (kind oncall.escalate): escalation not measured")
+            job = await session.scalar(select(Job).where(Job.key == paging.escalate_key(page_id)))
+            if job is None or job.finished_at is not None:
+                notes.append("the page has no pending escalation job: escalation not measured")
                 return None
-            for job in jobs:
-                job.due_at = due_at
+            job.due_at = due_at
+            stored = await session.get(Page, page_id)
+            if stored is not None:
+                stored.next_escalation_at = due_at
         return page_id
     finally:
         await db.dispose()
@@ -571,6 +568,7 @@ async def measure_crisisdesk(
             result["webhook"] = asdict(
                 await drive(
                     name,
+                    "/hooks/{token}",
                     hook,
                     batches_of(work, work.measured, "webhook"),
                     concurrency=profile.concurrency,
@@ -645,7 +643,7 @@ def print_table(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(stderr=False)
+    console = Console(width=max(120, shutil.get_terminal_size().columns))
     table = Table(title=f"Alert ingestion ({result['profile']}; {result['machine']['cpus']} CPUs)")
     for column in ("target", "endpoint", "alerts/s", "req/s", "p50 ms", "p99 ms", "failed", "vs AM", "CPU µs/alert"):
         table.add_column(column, justify="left" if column in ("target", "endpoint") else "right")
