@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from crisisdesk.kit.runtime import Runtime
 
 # Jobs that wait on the network: they run in a lane of their own, many at a time, so a slow
@@ -13,3 +17,16 @@ PROBE_KINDS = frozenset({CHECK_RUN, VENDOR_POLL})
 
 def register(runtime: Runtime) -> None:
     """Register signal's job handlers on this process's runner."""
+    # Imported here: the probe modules schedule these kinds themselves.
+    from crisisdesk.signal import checks, vendors
+
+    settings = runtime.settings
+
+    async def run_check(session: AsyncSession, payload: dict[str, Any]) -> None:
+        await checks.run_check(session, payload, settings)
+
+    async def poll_vendor(session: AsyncSession, payload: dict[str, Any]) -> None:
+        await vendors.poll_vendor(session, payload, settings)
+
+    runtime.runner.register(CHECK_RUN, run_check)
+    runtime.runner.register(VENDOR_POLL, poll_vendor)
