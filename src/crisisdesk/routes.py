@@ -18,6 +18,7 @@ from crisisdesk.maintenance import views as maintenance_views
 from crisisdesk.notify import api as subscribers_api
 from crisisdesk.notify import delivery_api, delivery_views
 from crisisdesk.notify import views as subscribers_views
+from crisisdesk.oncall import api as oncall_api
 from crisisdesk.signal import api as signal_api
 from crisisdesk.signal import views as signal_views
 from crisisdesk.statuspage import views as statuspage_views
@@ -36,4 +37,5 @@ def include_all(app: FastAPI) -> None:
     app.include_router(comms_views.router)
     app.include_router(signal_api.router, prefix="/api/v1")
     app.include_router(signal_views.router)
+    app.include_router(oncall_api.router, prefix="/api/v1")
     app.include_router(health.router)

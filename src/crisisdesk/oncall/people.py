@@ -50,6 +50,12 @@ def check_may_manage(actor: Actor, user_id: str) -> None:
         raise Forbidden("only an admin may change another person's contact methods and notification rules")
 
 
+def check_may_read(actor: Actor, user_id: str) -> None:
+    """A user sees their own contact methods and rules; an admin sees anyone's."""
+    if actor.user_id != user_id and not actor.can(Scope.admin):
+        raise Forbidden("only an admin may see another person's contact methods and notification rules")
+
+
 def parse_kind(value: str) -> ContactKind:
     try:
         return ContactKind(value)
@@ -145,6 +151,19 @@ async def _method_of(session: AsyncSession, user_id: str, method_id: str, *, fie
     return method
 
 
+async def get_contact_method(session: AsyncSession, user_id: str, method_id: str) -> ContactMethod:
+    """One of the user's contact methods, or NotFound."""
+    return await _method_of(session, user_id, method_id, field="contact_method_id")
+
+
+async def get_rule(session: AsyncSession, user_id: str, rule_id: int) -> NotificationRule:
+    """One of the user's notification rules, or NotFound."""
+    rule = await session.get(NotificationRule, rule_id)
+    if rule is None or rule.user_id != user_id:
+        raise NotFound(f"no notification rule {rule_id} for this person", field="rule_id")
+    return rule
+
+
 async def delete_contact_method(session: AsyncSession, actor: Actor, user_id: str, method_id: str) -> None:
     """Remove a contact method and the rules that use it."""
     check_may_manage(actor, user_id)
@@ -187,8 +206,6 @@ async def add_rule(
 async def delete_rule(session: AsyncSession, actor: Actor, user_id: str, rule_id: int) -> None:
     """Remove one of a user's notification rules."""
     check_may_manage(actor, user_id)
-    rule = await session.get(NotificationRule, rule_id)
-    if rule is None or rule.user_id != user_id:
-        raise NotFound(f"no notification rule {rule_id} for this person", field="rule_id")
+    rule = await get_rule(session, user_id, rule_id)
     await session.delete(rule)
     await session.flush()

@@ -406,13 +406,19 @@ async def add_override(
     return override
 
 
-async def delete_override(session: AsyncSession, actor: Actor, schedule_id: str, override_id: int) -> None:
-    """Remove an override from a schedule."""
-    actor.require(Scope.write)
+async def get_override(session: AsyncSession, schedule_id: str, override_id: int) -> ScheduleOverride:
+    """One of the schedule's overrides, or NotFound."""
     await get_schedule(session, schedule_id)
     override = await session.get(ScheduleOverride, override_id)
     if override is None or override.schedule_id != schedule_id:
         raise NotFound(f"no override {override_id} on this schedule", field="override_id")
+    return override
+
+
+async def delete_override(session: AsyncSession, actor: Actor, schedule_id: str, override_id: int) -> None:
+    """Remove an override from a schedule."""
+    actor.require(Scope.write)
+    override = await get_override(session, schedule_id, override_id)
     await session.delete(override)
     await session.flush()
 
