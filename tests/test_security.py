@@ -34,6 +34,13 @@ PUBLIC_ROUTES = {
     ("GET", "/subscriptions/{token}/confirm"),
     ("GET", "/subscriptions/{token}/unsubscribe"),
     ("POST", "/subscriptions/{token}/unsubscribe"),
+    # Alert sources: the token in the URL (or the Events v2 routing_key) is the key.
+    ("POST", "/hooks/{token}"),
+    ("POST", "/v2/enqueue"),
+    # A page's acknowledge link (the token is the key; only the POST acknowledges) and the heartbeat.
+    ("GET", "/pages/ack/{token}"),
+    ("POST", "/pages/ack/{token}"),
+    ("GET", "/heartbeat"),
 }
 PUBLIC_MOUNTS = {"/static"}
 # Served from the in-memory snapshot by PublicSiteMiddleware, in front of the routes.

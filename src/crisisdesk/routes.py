@@ -19,7 +19,9 @@ from crisisdesk.notify import api as subscribers_api
 from crisisdesk.notify import delivery_api, delivery_views
 from crisisdesk.notify import views as subscribers_views
 from crisisdesk.oncall import api as oncall_api
+from crisisdesk.oncall import page_api, page_views
 from crisisdesk.signal import api as signal_api
+from crisisdesk.signal import hooks as signal_hooks
 from crisisdesk.signal import views as signal_views
 from crisisdesk.statuspage import views as statuspage_views
 
@@ -37,5 +39,9 @@ def include_all(app: FastAPI) -> None:
     app.include_router(comms_views.router)
     app.include_router(signal_api.router, prefix="/api/v1")
     app.include_router(signal_views.router)
+    app.include_router(signal_hooks.router)
+    app.include_router(page_api.router, prefix="/api/v1")
+    app.include_router(page_api.public)
+    app.include_router(page_views.router)
     app.include_router(oncall_api.router, prefix="/api/v1")
     app.include_router(health.router)
