@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.auth.models import Scope
@@ -370,6 +370,17 @@ async def _check_integration_ref(session: AsyncSession, integration_id: str | No
     return integration_id
 
 
+async def _make_room(
+    session: AsyncSession, model: type[GroupingRule] | type[RoutingRule], position: int, rule_id: str | None
+) -> int:
+    """Rules at ``position`` and after move one down, so a rule put there is tried before them."""
+    query = update(model).where(model.position >= position).values(position=model.position + 1)
+    if rule_id is not None:
+        query = query.where(model.id != rule_id)
+    await session.execute(query)
+    return position
+
+
 async def _next_position(session: AsyncSession, model: type[GroupingRule] | type[RoutingRule]) -> int:
     highest = await session.scalar(select(func.max(model.position)))
     return 0 if highest is None else int(highest) + 1
@@ -413,7 +424,11 @@ async def create_grouping_rule(
         matchers=check_matchers(matchers),
         window_minutes=check_window(window_minutes),
         integration_id=await _check_integration_ref(session, integration_id),
-        position=check_position(position) if position is not None else await _next_position(session, GroupingRule),
+        position=(
+            await _make_room(session, GroupingRule, check_position(position), None)
+            if position is not None
+            else await _next_position(session, GroupingRule)
+        ),
     )
     session.add(rule)
     await session.flush()
@@ -451,7 +466,7 @@ async def update_grouping_rule(
     if integration_id is not _UNSET:
         rule.integration_id = await _check_integration_ref(session, integration_id)
     if position is not None:
-        rule.position = check_position(position)
+        rule.position = await _make_room(session, GroupingRule, check_position(position), rule.id)
     await session.flush()
     return rule
 
@@ -578,7 +593,11 @@ async def create_routing_rule(
         template_id=await check_template(session, template_id),
         integration_id=await _check_integration_ref(session, integration_id),
         enabled=bool(enabled),
-        position=check_position(position) if position is not None else await _next_position(session, RoutingRule),
+        position=(
+            await _make_room(session, RoutingRule, check_position(position), None)
+            if position is not None
+            else await _next_position(session, RoutingRule)
+        ),
     )
     _check_declarable(rule)
     session.add(rule)
@@ -631,9 +650,9 @@ async def update_routing_rule(
         rule.integration_id = await _check_integration_ref(session, integration_id)
     if enabled is not None:
         rule.enabled = bool(enabled)
-    if position is not None:
-        rule.position = check_position(position)
     _check_declarable(rule)
+    if position is not None:
+        rule.position = await _make_room(session, RoutingRule, check_position(position), rule.id)
     await session.flush()
     return rule
 
