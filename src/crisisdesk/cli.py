@@ -15,6 +15,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
 
@@ -38,6 +39,7 @@ from crisisdesk.incident.models import Incident
 from crisisdesk.kit import events, migrate
 from crisisdesk.kit.db import Database
 from crisisdesk.kit.errors import DomainError
+from crisisdesk.oncall import schedules as oncall_schedules
 
 T = TypeVar("T")
 
@@ -662,6 +664,73 @@ def export_static(
         out.print("stopped")
         return
     out.print(f"Exported the public site to {directory}" + (f" ({result})" if result is not None else ""))
+
+
+# ---------------------------------------------------------------------------- on-call
+
+oncall_app = typer.Typer(help="Who is on call: schedules, now or at a given time.", no_args_is_help=True)
+app.add_typer(oncall_app, name="oncall")
+
+
+def _oncall_table(rows: list[oncall_schedules.OnCallNow], at: datetime, *, ids: bool = False) -> Table:
+    table = Table("schedule", "on call", "until", "zone", title=f"On call at {at.isoformat(timespec='minutes')}")
+    if ids:
+        table.add_column("id")
+    for row in rows:
+        zone = oncall_schedules.zone(row.schedule.time_zone)
+        who = f"{row.user.name} <{row.user.email}>" if row.user else "[yellow]nobody[/]"
+        until = row.until.astimezone(zone).strftime("%a %Y-%m-%d %H:%M") if row.until else "-"
+        cells = [row.schedule.name, who, until if row.user else "-", row.schedule.time_zone]
+        table.add_row(*cells, *([row.schedule.id] if ids else []))
+    return table
+
+
+async def _oncall_rows(ref: str | None, at: datetime | None) -> tuple[list[oncall_schedules.OnCallNow], datetime]:
+    settings = _settings()
+    async with _database(settings) as database, database.session() as session:
+        if ref is None:
+            chosen = await oncall_schedules.list_schedules(session)
+            if not chosen:
+                raise CliError("there are no on-call schedules yet")
+        else:
+            chosen = [await oncall_schedules.find_schedule(session, ref)]
+        instant = datetime.now(UTC) if at is None else at
+        if instant.tzinfo is None:  # a wall time in the schedule's own zone
+            instant = oncall_schedules.local_to_utc(instant, chosen[0].time_zone, field="time")
+        rows = [await oncall_schedules.now_and_until(session, s.id, instant) for s in chosen]
+        return rows, instant.astimezone(UTC)
+
+
+@oncall_app.command("now")
+def oncall_now(
+    schedule: Annotated[str | None, typer.Argument(help="Schedule name or id; every schedule if omitted.")] = None,
+) -> None:
+    """Who is on call now, and until when."""
+    rows, at = _run(lambda: _oncall_rows(schedule, None))
+    out.print(_oncall_table(rows, at))
+
+
+@oncall_app.command("at")
+def oncall_at(
+    schedule: Annotated[str, typer.Argument(help="Schedule name or id.")],
+    time: Annotated[
+        str, typer.Argument(help="ISO 8601, e.g. 2026-03-30T09:00+02:00; without an offset, in the schedule's zone.")
+    ],
+) -> None:
+    """Who is on call on a schedule at a given time."""
+    try:
+        when = datetime.fromisoformat(time)
+    except ValueError:
+        _fail(f"{time!r} is not an ISO 8601 time such as 2026-03-30T09:00+02:00", code=2)
+    rows, at = _run(lambda: _oncall_rows(schedule, when))
+    out.print(_oncall_table(rows, at))
+
+
+@oncall_app.command("schedules")
+def oncall_list() -> None:
+    """Every schedule with who is on call now."""
+    rows, at = _run(lambda: _oncall_rows(None, None))
+    out.print(_oncall_table(rows, at, ids=True))
 
 
 if __name__ == "__main__":
