@@ -1,0 +1,263 @@
+"""The receiving end of alert sources: ``POST /hooks/{token}`` and ``POST /v2/enqueue``.
+
+The token in the URL (or the Events v2 ``routing_key``) is the key: these routes need no login.
+They are the hot path, so they read the raw body with orjson, check it by hand, find the
+integration in an in-process cache, and store the batch in one transaction (all or nothing).
+Each integration has its own token bucket (``rate_limit_per_minute``), so a flood from one
+source is answered 429 before any database work and does not slow the others.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from crisisdesk.kit.runtime import runtime_of
+from crisisdesk.signal import sources
+from crisisdesk.signal.ingest import AlertIn, ingest
+from crisisdesk.signal.models import Integration, SourceKind
+
+router = APIRouter(tags=["alert ingestion"])
+
+CACHE_SECONDS = 5.0
+HOOK_KINDS = frozenset({SourceKind.alertmanager, SourceKind.grafana, SourceKind.generic})
+JSON = "application/json"
+
+
+class HookAccepted(BaseModel):
+    """What one webhook delivery did."""
+
+    status: str = Field(description="Always 'ok'.")
+    accepted: int = Field(description="Alerts in the body.")
+    created: int = Field(description="New alerts opened.")
+    repeated: int = Field(description="Repeats of alerts already open (deduplicated on their key).")
+    acknowledged: int = Field(description="Alerts acknowledged.")
+    resolved: int = Field(description="Open alerts resolved.")
+    ignored: int = Field(description="Acknowledgements or resolutions of keys with no open alert.")
+
+
+class HookErrorDetail(BaseModel):
+    loc: list[str | int] = Field(description="Path to the problem in the body, e.g. ['body', 'alerts', 3, 'labels'].")
+    msg: str = Field(description="What is wrong.")
+    type: str = Field(description="invalid_json, invalid_payload, not_found, rate_limited or too_large.")
+
+
+class HookError(BaseModel):
+    detail: list[HookErrorDetail] = Field(description="The problems found.")
+
+
+class EventAccepted(BaseModel):
+    """PagerDuty Events API v2's answer to an accepted event."""
+
+    status: str = Field(description="'success'.")
+    message: str = Field(description="'Event processed'.")
+    dedup_key: str = Field(description="The event's key; generated when the event had none.")
+
+
+class EventRejected(BaseModel):
+    """PagerDuty Events API v2's answer to a refused event."""
+
+    status: str = Field(description="'invalid event', 'unrecognized routing key' or 'throttle event'.")
+    message: str = Field(description="A summary of the problem.")
+    errors: list[str] = Field(description="Each problem, naming the field.")
+
+
+# --- integrations by token, and their token buckets -------------------------------------------
+
+
+@dataclass(slots=True)
+class _Cached:
+    engine: object
+    expires: float
+    integration: Integration | None
+
+
+_by_token: dict[str, _Cached] = {}
+
+
+def forget_integrations() -> None:
+    """Drop cached integrations (after an edit), so the next request reads them again."""
+    _by_token.clear()
+    _buckets.clear()
+
+
+async def _integration(request: Request, token: str) -> Integration | None:
+    if not token or len(token) > 64 or "\x00" in token:
+        return None
+    db = runtime_of(request).db
+    now = time.monotonic()
+    cached = _by_token.get(token)
+    if cached is not None and cached.engine is db.engine and cached.expires > now:
+        return cached.integration
+    async with db.sessionmaker() as session:
+        integration = await session.scalar(select(Integration).where(Integration.token == token))
+    if len(_by_token) > 10_000:
+        _by_token.clear()
+    _by_token[token] = _Cached(db.engine, now + CACHE_SECONDS, integration)
+    return integration
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    updated: float
+    rate: int
+
+
+_buckets: dict[str, _Bucket] = {}
+
+
+def _throttle(integration: Integration) -> float | None:
+    """Seconds to wait when this integration is over its limit, else None (and a token is taken)."""
+    rate = integration.rate_limit_per_minute
+    if rate <= 0:
+        return None
+    now = time.monotonic()
+    bucket = _buckets.get(integration.id)
+    if bucket is None or bucket.rate != rate:
+        bucket = _buckets[integration.id] = _Bucket(float(rate), now, rate)
+    bucket.tokens = min(float(rate), bucket.tokens + (now - bucket.updated) * rate / 60.0)
+    bucket.updated = now
+    if bucket.tokens >= 1.0:
+        bucket.tokens -= 1.0
+        return None
+    return (1.0 - bucket.tokens) * 60.0 / rate
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
+
+
+def _problem(status: int, loc: tuple[str | int, ...], msg: str, kind: str, **headers: str) -> Response:
+    return _json(status, {"detail": [{"loc": ["body", *loc], "msg": msg, "type": kind}]}, headers or None)
+
+
+def _retry_after(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))
+
+
+HOOK_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": HookError,
+        "description": "The body is not JSON or not in the integration's format; loc names the field.",
+    },
+    404: {"model": HookError, "description": "No enabled integration of a webhook kind has this token."},
+    413: {"model": HookError, "description": "The body is larger than CRISISDESK_MAX_BODY_BYTES."},
+    429: {"model": HookError, "description": "The integration is over its rate limit; see Retry-After."},
+}
+
+
+@router.post(
+    "/hooks/{token}",
+    summary="Receive alerts (Alertmanager, Grafana or generic JSON)",
+    response_model=HookAccepted,
+    responses=HOOK_RESPONSES,
+)
+async def receive_alerts(token: str, request: Request) -> Response:
+    """Alerts from the integration whose secret token is in the URL, in its kind's format.
+
+    Alertmanager: a ``webhook_config`` body (version "4"); Grafana: its alerting webhook
+    (version "1"); generic: any JSON read through the integration's mapping. Repeats of an open
+    alert (same fingerprint or key) are counted, not stored twice.
+    """
+    integration = await _integration(request, token)
+    if integration is None or not integration.enabled or integration.kind not in HOOK_KINDS:
+        return _problem(404, (), "no enabled webhook integration has this token", "not_found")
+    wait = _throttle(integration)
+    if wait is not None:
+        return _problem(
+            429,
+            (),
+            f"this integration sends more than {integration.rate_limit_per_minute} requests a minute",
+            "rate_limited",
+            **{"retry-after": _retry_after(wait)},
+        )
+    body = await request.body()
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return _problem(400, (), f"the body is not valid JSON: {exc}", "invalid_json")
+    try:
+        if integration.kind == SourceKind.alertmanager:
+            alerts = sources.parse_alertmanager(data)
+        elif integration.kind == SourceKind.grafana:
+            alerts = sources.parse_grafana(data)
+        else:
+            alerts = sources.parse_generic(data, integration.mapping or {})
+    except sources.PayloadError as exc:
+        return _problem(400, exc.loc, f"{exc.path}: {exc.message}", "invalid_payload")
+    async with runtime_of(request).db.session() as session:
+        result = await ingest(session, integration, alerts)
+    return _json(200, {"status": "ok", **result.counts()})
+
+
+EVENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": EventRejected, "description": "The event is invalid; errors names each field."},
+    401: {"model": EventRejected, "description": "The routing_key is not an enabled Events v2 integration's key."},
+    413: {"model": HookError, "description": "The body is larger than CRISISDESK_MAX_BODY_BYTES."},
+    429: {"model": EventRejected, "description": "The integration is over its rate limit; see Retry-After."},
+}
+
+
+def _invalid(errors: list[str]) -> Response:
+    return _json(400, {"status": "invalid event", "message": "Event object is invalid", "errors": errors})
+
+
+@router.post(
+    "/v2/enqueue",
+    summary="Receive an event (PagerDuty Events API v2)",
+    status_code=202,
+    response_model=EventAccepted,
+    responses=EVENT_RESPONSES,
+)
+async def enqueue_event(request: Request) -> Response:
+    """One Events API v2 event: trigger, acknowledge or resolve, for the integration whose
+    routing key it carries. A trigger with the key of an open alert joins it; after a resolve
+    the same key opens a new alert; a blank key gets a generated one, returned here."""
+    body = await request.body()
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _invalid(["the body is not valid JSON"])
+    routing_key, alert, errors = sources.parse_events_v2(data)
+    if errors or alert is None or routing_key is None:
+        return _invalid(errors or ["Event object is invalid"])
+    integration = await _integration(request, routing_key)
+    if integration is None or not integration.enabled or integration.kind != SourceKind.events_v2:
+        return _json(
+            401,
+            {
+                "status": "unrecognized routing key",
+                "message": "Routing key is not recognized",
+                "errors": ["'routing_key' is not the key of an enabled Events v2 integration"],
+            },
+        )
+    wait = _throttle(integration)
+    if wait is not None:
+        return _json(
+            429,
+            {
+                "status": "throttle event",
+                "message": "Requests for this service are arriving too quickly. Please retry later.",
+                "errors": [f"more than {integration.rate_limit_per_minute} events a minute"],
+            },
+            {"retry-after": _retry_after(wait)},
+        )
+    await _store(request, integration, [alert])
+    return _json(202, {"status": "success", "message": "Event processed", "dedup_key": alert.dedup_key})
+
+
+async def _store(request: Request, integration: Integration, alerts: list[AlertIn]) -> None:
+    async with runtime_of(request).db.session() as session:
+        await ingest(session, integration, alerts)
