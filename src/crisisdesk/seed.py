@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.auth import service as auth
 from crisisdesk.auth.models import Role, User
+from crisisdesk.auth.service import Actor
 from crisisdesk.catalog import service as catalog
 from crisisdesk.catalog.models import Component, ComponentStatus, ComponentStatusChange
 from crisisdesk.comms import library
@@ -37,6 +39,11 @@ from crisisdesk.kit.time import utcnow
 from crisisdesk.maintenance import service as maintenance
 from crisisdesk.notify import subscribers
 from crisisdesk.notify.models import Subscriber, SubscriberComponent, SubscriberState, SubscriptionScope
+from crisisdesk.oncall import people
+from crisisdesk.oncall import policies as escalation
+from crisisdesk.oncall import schedules as oncall
+from crisisdesk.oncall.policies import PagingEntry
+from crisisdesk.oncall.schedules import LayerInput
 
 ADMIN_EMAIL = "admin@example.com"
 DEMO_PASSWORD = "crisisdesk-demo"  # noqa: S105  # demo mode only; config refuses demo defaults elsewhere
@@ -326,6 +333,78 @@ async def _subscribers(session: AsyncSession, components: dict[str, Component], 
     await session.flush()
 
 
+async def _oncall(session: AsyncSession, admin: Actor, users: list[User], now: datetime) -> None:
+    """Everyone's email as a contact method, two rotations with an escalation policy each, and severity paging."""
+    for user in users:
+        await people.add_contact_method(session, admin, user.id, kind="email", address=user.email, label="Work email")
+    by_email = {u.email: u.id for u in users}
+    berlin = (now - timedelta(days=28)).astimezone(ZoneInfo("Europe/Berlin")).date()
+    monday = berlin - timedelta(days=berlin.weekday())
+    new_york = (now - timedelta(days=28)).astimezone(ZoneInfo("America/New_York")).date()
+    commanders = await oncall.create_schedule(
+        session,
+        admin,
+        name="Incident commanders",
+        description="Runs the response for SEV1 and SEV2 incidents; hands off on Monday mornings.",
+        time_zone="Europe/Berlin",
+        layers=[
+            LayerInput(
+                name="Weekly",
+                users=[by_email[e] for e in ("priya@example.com", "marcus@example.com", "sofia@example.com")],
+                start=datetime.combine(monday, time(9, 0)),
+                time_zone="Europe/Berlin",
+                rotation="weekly",
+            )
+        ],
+    )
+    support = await oncall.create_schedule(
+        session,
+        admin,
+        name="Support leads",
+        description="Leads the support team's answer to customers during an incident.",
+        time_zone="America/New_York",
+        layers=[
+            LayerInput(
+                name="Daily",
+                users=[by_email[e] for e in ("liam@example.com", "noah@example.com", "sofia@example.com")],
+                start=datetime.combine(new_york, time(8, 0)),
+                time_zone="America/New_York",
+                rotation="daily",
+            )
+        ],
+    )
+    ic_policy = await escalation.create_policy(
+        session,
+        admin,
+        name="Incident commander",
+        description="The on-call incident commander, then the head of operations.",
+        levels=[
+            {"timeout_minutes": 5, "targets": [{"type": "schedule", "id": commanders.id}]},
+            {"timeout_minutes": 10, "targets": [{"type": "user", "id": users[0].id}]},
+        ],
+        repeats=1,
+    )
+    support_policy = await escalation.create_policy(
+        session,
+        admin,
+        name="Support lead",
+        description="The on-call support lead, then the incident commander.",
+        levels=[
+            {"timeout_minutes": 5, "targets": [{"type": "schedule", "id": support.id}]},
+            {"timeout_minutes": 10, "targets": [{"type": "schedule", "id": commanders.id}]},
+        ],
+    )
+    await escalation.set_severity_paging(
+        session,
+        admin,
+        [
+            PagingEntry("SEV1", ic_policy.id, "incident_commander"),
+            PagingEntry("SEV1", support_policy.id, "support_lead"),
+            PagingEntry("SEV2", ic_policy.id, "incident_commander"),
+        ],
+    )
+
+
 async def seed_demo(db: Database, settings: Settings) -> dict[str, object]:
     """Create the demo workspace unless users exist already; returns what to print."""
     async with db.session() as session:
@@ -364,6 +443,7 @@ async def seed_demo(db: Database, settings: Settings) -> dict[str, object]:
         admin = auth.actor_for(users[0])
         await library.seed_library(session, admin)
         await _subscribers(session, components, now)
+        await _oncall(session, admin, users, now)
         start = (now + timedelta(days=3)).replace(hour=22, minute=0, second=0, microsecond=0)
         await maintenance.schedule(
             session,

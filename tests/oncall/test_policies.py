@@ -148,3 +148,16 @@ async def test_severity_paging_replaces_the_config_and_checks_each_entry(db: Dat
         await policies.delete_policy(session, admin, support.id)
     async with db.session() as session:
         assert [p.name for p, _ in await policies.paging_for(session, "SEV1")] == ["IC"]
+
+
+async def test_demo_seed_pages_both_schedules_on_sev1_and_the_commander_on_sev2(db: Database) -> None:
+    from crisisdesk.config import Settings
+    from crisisdesk.seed import seed_demo
+
+    await seed_demo(db, Settings(demo=True, database_url="sqlite://", base_url="http://status.test"))
+    async with db.session() as session:
+        sev1 = [(p.name, role) for p, role in await policies.paging_for(session, "SEV1")]
+        assert sev1 == [("Incident commander", "incident_commander"), ("Support lead", "support_lead")]
+        assert [p.name for p, _ in await policies.paging_for(session, "SEV2")] == ["Incident commander"]
+        for schedule in await schedules.list_schedules(session):
+            assert await schedules.on_call(session, schedule.id) is not None, schedule.name
