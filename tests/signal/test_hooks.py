@@ -181,6 +181,8 @@ async def test_generic_json_through_the_mapping(client: httpx.AsyncClient, db: D
         "source": "host",
         "link": "data.url",
         "labels": "tags",
+        "component": "data.service",
+        "timestamp": "data.at",
         "resolved_values": ["recovered"],
     }
     source = await _integration(db, SourceKind.generic, mapping=mapping)
@@ -193,6 +195,8 @@ async def test_generic_json_through_the_mapping(client: httpx.AsyncClient, db: D
                     "priority": "P2",
                     "state": "triggered",
                     "url": "https://dd.test/e/7",
+                    "service": "billing-api",
+                    "at": "2026-11-20T10:00:00Z",
                 },
                 "host": "worker-3",
                 "tags": {"team": "billing", "shard": 4},
@@ -211,7 +215,8 @@ async def test_generic_json_through_the_mapping(client: httpx.AsyncClient, db: D
         "worker-3",
         "https://dd.test/e/7",
     )
-    assert first.labels == {"team": "billing", "shard": "4"}
+    assert first.labels == {"team": "billing", "shard": "4", "component": "billing-api"}
+    assert first.starts_at.isoformat().startswith("2026-11-20T10:00:00")
     resolved = await client.post(
         f"/hooks/{source.token}", json={"events": [{"data": {"id": "agg-8", "state": "recovered"}}]}
     )
@@ -271,6 +276,14 @@ async def test_unknown_disabled_or_wrong_kind_tokens_are_404(client: httpx.Async
         response = await client.post(f"/hooks/{token}", json=alertmanager_body())
         assert response.status_code == 404, token
     assert await count_rows(db, Alert) == 0
+    live = await _integration(db, SourceKind.alertmanager)
+    assert (await client.post(f"/hooks/{live.token}", json=alertmanager_body())).status_code == 200
+    async with db.session() as s:
+        stored = await s.get(Integration, live.id)
+        assert stored is not None
+        stored.enabled = False
+    after = await client.post(f"/hooks/{live.token}", json=alertmanager_body())
+    assert after.status_code == 404, "disabling takes effect at once, not when the cache expires"
 
 
 async def test_an_oversized_body_is_413(client: httpx.AsyncClient, db: Database, app: Any) -> None:

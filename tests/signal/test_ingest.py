@@ -11,6 +11,7 @@ from crisisdesk.catalog.models import Component
 from crisisdesk.incident.models import Incident, IncidentUpdate, TimelineEvent
 from crisisdesk.kit.db import Database
 from crisisdesk.kit.time import utcnow
+from crisisdesk.oncall.models import Page, PageStatus
 from crisisdesk.signal import ingest as ingestion
 from crisisdesk.signal import rules as rulebook
 from crisisdesk.signal.ingest import AlertIn, ingest
@@ -25,7 +26,9 @@ from crisisdesk.signal.models import (
     RuleAction,
     SourceKind,
 )
+from tests.fixtures.auth import make_actor
 from tests.fixtures.incident import make_component
+from tests.fixtures.paging import level, make_policy
 
 
 @pytest.fixture(autouse=True)
@@ -266,3 +269,31 @@ async def test_builtin_integration_is_made_once(db: Database) -> None:
         two = await ingestion.builtin_integration(s, SourceKind.check)
         vendor = await ingestion.builtin_integration(s, SourceKind.vendor)
     assert one.id == two.id != vendor.id and one.kind == SourceKind.check
+
+
+async def test_a_routed_group_pages_its_policy_and_the_source_acknowledges_and_resolves(db: Database) -> None:
+    source = await _integration(db)
+    user, _ = await make_actor(db)
+    async with db.session() as s:
+        policy = await make_policy(s, level(("user", user.id)))
+        s.add(RoutingRule(name="db pages", position=1, matchers={"source": "db-1"}, escalation_policy_id=policy.id))
+        s.add(RoutingRule(name="gone policy", position=2, matchers={}, escalation_policy_id="no-such-policy"))
+    await _ingest(db, source, trigger("k", source="db-1"))
+    await _ingest(db, source, trigger("k", source="db-1"))
+    async with db.sessionmaker() as s:
+        [page] = list(await s.scalars(select(Page)))
+        group = await s.scalar(select(AlertGroup))
+    assert group is not None and page.alert_group_id == group.id and page.status == PageStatus.triggered
+    assert page.escalation_policy_id == policy.id and page.title == "Login errors above 5%"
+
+    await _ingest(db, source, AlertIn("k", "acknowledge"))
+    async with db.sessionmaker() as s:
+        assert (await s.scalar(select(Page.status))) == PageStatus.acknowledged
+    await _ingest(db, source, AlertIn("k", "resolve"))
+    async with db.sessionmaker() as s:
+        assert (await s.scalar(select(Page.status))) == PageStatus.resolved
+
+    other = await _ingest(db, source, trigger("other", source="web-1"))
+    assert other.created == 1, "a rule naming a deleted policy stores the alert and pages nobody"
+    async with db.sessionmaker() as s:
+        assert len(list(await s.scalars(select(Page)))) == 1

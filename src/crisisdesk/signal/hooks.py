@@ -18,7 +18,8 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from crisisdesk.kit.runtime import runtime_of
 from crisisdesk.signal import sources
@@ -87,6 +88,13 @@ def forget_integrations() -> None:
     """Drop cached integrations (after an edit), so the next request reads them again."""
     _by_token.clear()
     _buckets.clear()
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_on_edit(session: Session, _context: object) -> None:
+    """An integration changed through this process's ORM (disabled, new limit): read it again."""
+    if _by_token and any(isinstance(o, Integration) for o in (*session.new, *session.dirty, *session.deleted)):
+        forget_integrations()
 
 
 async def _integration(request: Request, token: str) -> Integration | None:

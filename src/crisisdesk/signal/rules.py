@@ -8,7 +8,8 @@ that must match the whole value (``{"alertname": {"regex": "Login.*"}}``; the sh
 a rule must hold; a rule without matchers matches every alert of its integrations.
 
 Rules are read once and kept in this process for :data:`CACHE_SECONDS`, compiled; an edit made
-here takes effect at once (:func:`invalidate`), one made by another process within that time.
+through this process's ORM takes effect at once (a flush that touches a rule forgets them), one
+made by another process within that time.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from crisisdesk.kit.errors import InvalidInput
 from crisisdesk.signal.models import GroupingRule, RoutingRule, RuleAction
@@ -222,3 +225,11 @@ async def load(session: AsyncSession) -> RuleSet:
     rules = RuleSet(tuple(grouping), tuple(routing))
     _cache = (engine, now + CACHE_SECONDS, rules)
     return rules
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_on_edit(session: Session, _context: object) -> None:
+    for obj in chain(session.new, session.dirty, session.deleted):
+        if isinstance(obj, GroupingRule | RoutingRule):
+            invalidate()
+            return

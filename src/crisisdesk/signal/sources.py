@@ -14,14 +14,16 @@ the body (``data.id``; a leading ``$.`` is allowed; ``items.0.id`` indexes a lis
 ``summary``        a one-line description (default: the key)
 ``severity``       critical, error, warning or info (also critical/high/page, warn, low, ok …)
 ``status``         the value that says whether the alert fires or is resolved (``action`` is
-                   accepted as another name for it)
+                   accepted as another name for it); "acknowledged" or "ack" acknowledges
 ``resolved_values`` the values of ``status`` meaning resolved (default: resolved, ok, recovered,
                    closed, inactive, false; compared case-insensitively)
-``acknowledged_values`` the values meaning acknowledged (default: acknowledged, ack)
 ``source``         where the alert comes from (a host, a service)
-``link``           a URL about the alert
+``link``           an http(s) URL about the alert
 ``labels``         path to an object of labels (values become strings), used by the rules
-``group``          a value that groups alerts when no grouping rule matches
+``annotations``    path to an object kept with the alert
+``details``        path to an object kept with the alert (default: the whole alert, up to 16 KB)
+``component``      a value stored as the ``component`` label (rules can match it)
+``timestamp``      when the alert started (ISO 8601)
 =================  ==========================================================================
 """
 
@@ -35,7 +37,6 @@ from typing import Any
 
 import orjson
 
-from crisisdesk.kit.errors import InvalidInput
 from crisisdesk.kit.time import as_utc
 from crisisdesk.signal.ingest import MAX_KEY, MAX_SOURCE, MAX_SUMMARY, AlertIn
 from crisisdesk.signal.models import AlertSeverity
@@ -220,8 +221,22 @@ def parse_grafana(data: object) -> list[AlertIn]:
 
 # --- generic JSON -------------------------------------------------------------------------
 
-MAPPING_PATHS = ("alerts", "dedup_key", "summary", "severity", "status", "action", "source", "link", "labels", "group")
-MAPPING_LISTS = ("resolved_values", "acknowledged_values")
+MAPPING_PATHS = (
+    "alerts",
+    "dedup_key",
+    "summary",
+    "severity",
+    "status",
+    "action",
+    "source",
+    "link",
+    "labels",
+    "annotations",
+    "details",
+    "component",
+    "timestamp",
+)
+MAPPING_LISTS = ("resolved_values",)
 RESOLVED = ("resolved", "ok", "recovered", "closed", "inactive", "false")
 ACKNOWLEDGED = ("acknowledged", "ack")
 
@@ -233,29 +248,6 @@ def _split(path: str) -> tuple[str, ...]:
     elif path == "$":
         return ()
     return tuple(p for p in path.split("."))
-
-
-def check_mapping(mapping: object, *, field: str = "mapping") -> dict[str, Any]:
-    """Check a generic integration's mapping; a bad key is refused by name."""
-    if not isinstance(mapping, Mapping):
-        raise InvalidInput("mapping must be an object of field: path", field=field)
-    unknown = set(mapping) - set(MAPPING_PATHS) - set(MAPPING_LISTS)
-    if unknown:
-        allowed = ", ".join((*MAPPING_PATHS, *MAPPING_LISTS))
-        raise InvalidInput(f"unknown mapping keys {sorted(unknown)}; use: {allowed}", field=field)
-    if not isinstance(mapping.get("dedup_key"), str) or not mapping["dedup_key"].strip():
-        raise InvalidInput("say where the alert's key is, e.g. {'dedup_key': 'data.id'}", field=f"{field}.dedup_key")
-    for key in MAPPING_PATHS:
-        value = mapping.get(key)
-        if value is not None and (not isinstance(value, str) or not value.strip() or len(value) > 200):
-            raise InvalidInput("a path is a dotted name such as data.id (1 to 200 characters)", field=f"{field}.{key}")
-        if isinstance(value, str) and any(not part for part in _split(value)):
-            raise InvalidInput(f"{value!r} has an empty step; write data.id", field=f"{field}.{key}")
-    for key in MAPPING_LISTS:
-        value = mapping.get(key)
-        if value is not None and (not isinstance(value, list) or not all(isinstance(v, str) for v in value)):
-            raise InvalidInput("must be a list of strings", field=f"{field}.{key}")
-    return dict(mapping)
 
 
 def _get(data: object, path: tuple[str, ...]) -> object:
@@ -283,7 +275,7 @@ def parse_generic(data: object, mapping: Mapping[str, Any]) -> list[AlertIn]:
     if "dedup_key" not in paths:
         raise PayloadError((), "this integration's mapping does not say where the alert's key is (dedup_key)")
     resolved = {v.lower() for v in mapping.get("resolved_values") or RESOLVED}
-    acknowledged = {v.lower() for v in mapping.get("acknowledged_values") or ACKNOWLEDGED}
+    acknowledged = set(ACKNOWLEDGED)
     status_path = paths.get("status", paths.get("action"))
     if "alerts" in paths:
         items = _get(data, paths["alerts"])
@@ -313,9 +305,24 @@ def parse_generic(data: object, mapping: Mapping[str, Any]) -> list[AlertIn]:
                     text = _scalar(value)
                     if text is not None:
                         labels[str(name)] = text
+        if "component" in paths:
+            component = _scalar(_get(item, paths["component"]))
+            if component:
+                labels["component"] = component
         source = _scalar(_get(item, paths["source"])) if "source" in paths else None
         link = _scalar(_get(item, paths["link"])) if "link" in paths else None
-        group = _scalar(_get(item, paths["group"])) if "group" in paths else None
+        annotations = (
+            _object(_get(item, paths["annotations"]), (*loc, *paths["annotations"]), required=False)
+            if "annotations" in paths
+            else {}
+        )
+        if "details" in paths:
+            details = _object(_get(item, paths["details"]), (*loc, *paths["details"]), required=False)
+        else:
+            details = item if isinstance(item, dict) and len(orjson.dumps(item)) <= 16_384 else {}
+        starts_at = (
+            parse_time(_get(item, paths["timestamp"]), (*loc, *paths["timestamp"])) if "timestamp" in paths else None
+        )
         parsed.append(
             AlertIn(
                 dedup_key=key,
@@ -324,9 +331,10 @@ def parse_generic(data: object, mapping: Mapping[str, Any]) -> list[AlertIn]:
                 severity=severity_of(_get(item, paths["severity"])) if "severity" in paths else AlertSeverity.error,
                 source=source[:MAX_SOURCE] if source else None,
                 labels=labels,
-                details=item if isinstance(item, dict) and len(orjson.dumps(item)) <= 16_384 else {},
+                annotations=annotations,
+                details=details,
                 link=link if link and link.startswith(("http://", "https://")) else None,
-                group_hint=group,
+                starts_at=starts_at,
             )
         )
     return parsed
