@@ -39,6 +39,7 @@ from crisisdesk.incident.models import Incident
 from crisisdesk.kit import events, migrate
 from crisisdesk.kit.db import Database
 from crisisdesk.kit.errors import DomainError
+from crisisdesk.oncall import paging as oncall_paging
 from crisisdesk.oncall import schedules as oncall_schedules
 
 T = TypeVar("T")
@@ -731,6 +732,52 @@ def oncall_list() -> None:
     """Every schedule with who is on call now."""
     rows, at = _run(lambda: _oncall_rows(None, None))
     out.print(_oncall_table(rows, at, ids=True))
+
+
+@oncall_app.command("pages")
+def oncall_pages(
+    status: Annotated[
+        str | None, typer.Option("--status", help="triggered, acknowledged or resolved; all if omitted.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=200, help="At most this many, newest first.")] = 20,
+) -> None:
+    """Pages, newest first: who is being paged and how far the escalation has gone."""
+
+    async def work() -> Table:
+        async with _database(_settings()) as database, database.session() as session:
+            rows = await oncall_paging.list_pages(session, status=status, limit=limit)
+        table = Table("id", "status", "urgency", "title", "policy", "level", "started", title="Pages")
+        table.columns[0].no_wrap = True  # an id is copied into 'crisisdesk oncall ack'
+        for page in rows:
+            level = f"{page.level + 1}" + (f" (repeat {page.cycle})" if page.cycle else "")
+            started = page.started_at.strftime("%Y-%m-%d %H:%M")
+            policy = str(page.policy.get("name", ""))
+            table.add_row(page.id, str(page.status), str(page.urgency), page.title, policy, level, started)
+        return table
+
+    out.print(_run(work))
+
+
+@oncall_app.command("ack")
+def oncall_ack(
+    page_id: Annotated[str, typer.Argument(help="The page's id (see 'crisisdesk oncall pages').")],
+    as_user: AsOption = None,
+) -> None:
+    """Acknowledge a page: its escalation stops and nobody further is paged."""
+
+    async def work() -> tuple[str, str]:
+        async with _database(_settings()) as database, database.session() as session:
+            actor = await _actor(session, as_user)
+            page = await oncall_paging.get_page(session, page_id)
+            was = str(page.status)
+            await oncall_paging.acknowledge(session, page, user_id=actor.user_id, via="cli")
+            return was, page.title
+
+    was, title = _run(work)
+    if was == "triggered":
+        out.print(f"Acknowledged page {page_id}: {title}")
+    else:
+        out.print(f"Page {page_id} was already {was}: {title}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import subprocess
 
 import httpx
 
@@ -12,6 +15,7 @@ from crisisdesk.oncall import paging
 from crisisdesk.oncall.models import Page, PageStatus
 from tests.fixtures.auth import api_key_headers, login, make_actor, make_user
 from tests.fixtures.paging import level, make_policy, pending_job
+from tests.fixtures.workers import CLI
 
 
 async def _start(db: Database, title: str = "Sign-in failing") -> Page:
@@ -119,3 +123,26 @@ async def test_console_lists_pages_and_acknowledges_then_resolves(client: httpx.
     assert resolved.status_code == 303
     assert await _status(db, page.id) == PageStatus.resolved
     assert (await client.get("/console/pages/nope")).status_code == 404
+
+
+async def test_cli_lists_pages_and_acknowledges_one(db: Database, database_url: str) -> None:
+    page = await _start(db, "Payments timing out")
+    user, _ = await make_actor(db, Role.responder, email="oncall.cli@example.com", name="Cli Responder")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRISISDESK_")}
+    env |= {"CRISISDESK_DEMO": "true", "CRISISDESK_DATABASE_URL": database_url, "COLUMNS": "200"}
+
+    def crisisdesk(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(CLI), *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+    listed = await asyncio.to_thread(crisisdesk, "oncall", "pages", "--status", "triggered")
+    assert listed.returncode == 0, listed.stderr
+    assert page.id in listed.stdout and "Payments timing out" in listed.stdout
+    acked = await asyncio.to_thread(crisisdesk, "oncall", "ack", page.id, "--as", user.email)
+    assert acked.returncode == 0, acked.stderr
+    assert f"Acknowledged page {page.id}" in acked.stdout
+    assert await _status(db, page.id) == PageStatus.acknowledged
+    async with db.sessionmaker() as s:
+        current = await s.get(Page, page.id)
+        assert current is not None and current.acknowledged_by_id == user.id
+    missing = await asyncio.to_thread(crisisdesk, "oncall", "ack", "nope", "--as", user.email)
+    assert missing.returncode == 1 and "no page with id 'nope'" in missing.stderr
