@@ -204,3 +204,47 @@ async def test_declare_from_an_alert_group_over_the_api(client: httpx.AsyncClien
     assert again.status_code == 409, again.text
     assert "already" in error_text(again)
     assert await count_rows(db, AlertGroup) == 1
+
+
+def _alertmanager_body(fingerprint: str) -> dict[str, object]:
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="SignInErrors"}',
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "crisisdesk",
+        "groupLabels": {"alertname": "SignInErrors"},
+        "commonLabels": {"alertname": "SignInErrors"},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.test",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "SignInErrors", "instance": "idp-1"},
+                "annotations": {"summary": "Sign-in errors above 5%"},
+                "startsAt": "2026-11-20T10:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.test/graph",
+                "fingerprint": fingerprint,
+            }
+        ],
+    }
+
+
+async def test_rotating_the_token_retires_the_old_url(client: httpx.AsyncClient, db: Database) -> None:
+    admin = await api_key_headers(db, Role.admin)
+    made = (await client.post(f"{API}/integrations", json={"name": "AM", "kind": "alertmanager"}, headers=admin)).json()
+    old_path = made["url"].removeprefix("http://status.test")
+    assert (await client.post(old_path, json=_alertmanager_body("aa01"))).status_code == 200
+
+    rotated = (await client.post(f"{API}/integrations/{made['id']}/rotate", headers=admin)).json()
+    assert (await client.post(old_path, json=_alertmanager_body("aa02"))).status_code == 404
+    new_path = rotated["url"].removeprefix("http://status.test")
+    assert (await client.post(new_path, json=_alertmanager_body("aa03"))).status_code == 200
+
+    seen = (await client.get(f"{API}/integrations/{made['id']}", headers=admin)).json()
+    assert seen["open_alerts"] == 2 and seen["last_received_at"] is not None
+    keys = {
+        a["dedup_key"] for a in (await client.get(f"{API}/alerts?integration_id={made['id']}", headers=admin)).json()
+    }
+    assert keys == {"aa01", "aa03"}
