@@ -22,6 +22,7 @@ from crisisdesk.oncall import api as oncall_api
 from crisisdesk.oncall import page_api, page_views
 from crisisdesk.signal import api as signal_api
 from crisisdesk.signal import hooks as signal_hooks
+from crisisdesk.signal import probe_api, probe_views
 from crisisdesk.signal import views as signal_views
 from crisisdesk.statuspage import views as statuspage_views
 
@@ -40,6 +41,8 @@ def include_all(app: FastAPI) -> None:
     app.include_router(signal_api.router, prefix="/api/v1")
     app.include_router(signal_views.router)
     app.include_router(signal_hooks.router)
+    app.include_router(probe_api.router, prefix="/api/v1")
+    app.include_router(probe_views.router)
     app.include_router(page_api.router, prefix="/api/v1")
     app.include_router(page_api.public)
     app.include_router(page_views.router)

@@ -48,7 +48,7 @@ from crisisdesk.kit.time import utcnow
 from crisisdesk.signal.ingest import AlertIn, builtin_integration, ingest
 from crisisdesk.signal.models import AlertSeverity, Check, CheckKind, CheckResult, CheckState, SourceKind
 
-CHECK_RUN = "signal.check"  # the same kind as crisisdesk.signal.tasks.CHECK_RUN
+CHECK_RUN = "signal.check"  # a job kind of the probe lane (signal.tasks.PROBE_KINDS)
 RECORD_TYPES = ("A", "AAAA", "CNAME", "MX", "TXT")
 MAX_INTERVAL = 86_400
 MAX_TIMEOUT = 60.0  # under the job lease (2 minutes), so a slow probe is never run twice
@@ -95,8 +95,10 @@ def _validate_target(kind: CheckKind, target: str) -> str:
     target = target.strip()
     if not target:
         raise InvalidInput("the target is required", field="target")
-    if len(target) > 2048 or any(c.isspace() or ord(c) < 32 for c in target):
-        raise InvalidInput("the target is longer than 2,048 characters or holds spaces", field="target")
+    if len(target) > 2048:
+        raise InvalidInput("the target is longer than 2,048 characters", field="target")
+    if any(c.isspace() or ord(c) < 32 for c in target):
+        raise InvalidInput("the target holds spaces or control characters", field="target")
     if kind is CheckKind.http:
         parts = urlsplit(target)
         if parts.scheme not in ("http", "https"):
@@ -181,6 +183,8 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
     failures = values.get("failures_to_alert")
     if not isinstance(failures, int) or isinstance(failures, bool) or not 1 <= failures <= 20:
         raise InvalidInput("failures before an alert must be 1-20", field="failures_to_alert")
+    if not isinstance(values.get("enabled"), bool):
+        raise InvalidInput("enabled must be true or false", field="enabled")
     return out
 
 

@@ -7,19 +7,17 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.kit.runtime import Runtime
+from crisisdesk.signal import checks, vendors
 
 # Jobs that wait on the network: they run in a lane of their own, many at a time, so a slow
 # check never holds up an escalation timer.
-CHECK_RUN = "signal.check"
-VENDOR_POLL = "signal.vendor"
+CHECK_RUN = checks.CHECK_RUN  # "signal.check"
+VENDOR_POLL = vendors.VENDOR_POLL  # "signal.vendor"
 PROBE_KINDS = frozenset({CHECK_RUN, VENDOR_POLL})
 
 
 def register(runtime: Runtime) -> None:
     """Register signal's job handlers on this process's runner."""
-    # Imported here: the probe modules schedule these kinds themselves.
-    from crisisdesk.signal import checks, vendors
-
     settings = runtime.settings
 
     async def run_check(session: AsyncSession, payload: dict[str, Any]) -> None:

@@ -54,7 +54,7 @@ from crisisdesk.signal.models import (
     VendorKind,
 )
 
-VENDOR_POLL = "signal.vendor"  # the same kind as crisisdesk.signal.tasks.VENDOR_POLL
+VENDOR_POLL = "signal.vendor"  # a job kind of the probe lane (signal.tasks.PROBE_KINDS)
 MIN_INTERVAL = 30
 MAX_INTERVAL = 86_400
 FETCH_TIMEOUT = 20.0
@@ -114,7 +114,8 @@ def _validate(values: dict[str, Any]) -> dict[str, Any]:
     interval = values.get("interval_seconds")
     if not isinstance(interval, int) or isinstance(interval, bool) or not MIN_INTERVAL <= interval <= MAX_INTERVAL:
         raise InvalidInput(f"the interval must be {MIN_INTERVAL}-{MAX_INTERVAL} seconds", field="interval_seconds")
-    out["enabled"] = bool(values.get("enabled", True))
+    if not isinstance(values.get("enabled"), bool):
+        raise InvalidInput("enabled must be true or false", field="enabled")
     return out
 
 
