@@ -427,3 +427,17 @@ async def test_a_flood_on_one_integration_does_not_slow_another(client: httpx.As
     assert (await client.post(f"/hooks/{hooks_limited.token}", json=alertmanager_body())).status_code == 200
     over = await client.post(f"/hooks/{hooks_limited.token}", json=alertmanager_body())
     assert over.status_code == 429 and over.headers["retry-after"] == "60"
+
+
+async def test_concurrent_events_share_transactions_and_each_is_stored(client: httpx.AsyncClient, db: Database) -> None:
+    """60 events at once (20 keys, each sent three times): every one answered 202 after its commit."""
+    source = await _integration(db, SourceKind.events_v2, rate_limit_per_minute=0)
+    answers = await asyncio.gather(
+        *(client.post("/v2/enqueue", json=event(source.token, dedup_key=f"key-{i % 20}")) for i in range(60))
+    )
+    assert [r.status_code for r in answers] == [202] * 60
+    alerts = await _alerts(db)
+    assert len(alerts) == 20 and {a.received for a in alerts} == {3}
+    async with db.sessionmaker() as s:
+        counts = list(await s.scalars(select(AlertGroup.alert_count)))
+    assert counts == [1] * 20, "each Events v2 key is its own group when no rule groups them"

@@ -2,16 +2,24 @@
 
 The token in the URL (or the Events v2 ``routing_key``) is the key: these routes need no login.
 They are the hot path, so they read the raw body with orjson, check it by hand, find the
-integration in an in-process cache, and store the batch in one transaction (all or nothing).
+integration in an in-process cache, and hand the alerts to this process's :class:`Committer`.
 Each integration has its own token bucket (``rate_limit_per_minute``), so a flood from one
 source is answered 429 before any database work and does not slow the others.
+
+The committer writes the requests that arrive while it is writing in one transaction (group
+commit): one request alone is written at once; under load, the events of many Events v2
+requests become one batch for :func:`ingest`. A request is answered only after its transaction
+commits. If a shared transaction fails, each request in it is written again in a transaction of
+its own, so one request's failure is its own 4xx/5xx and never another's, and nothing is half
+stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -21,9 +29,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from crisisdesk.kit.db import Database
 from crisisdesk.kit.runtime import runtime_of
 from crisisdesk.signal import sources
-from crisisdesk.signal.ingest import AlertIn, ingest
+from crisisdesk.signal.ingest import AlertIn, IngestResult, ingest
 from crisisdesk.signal.models import Integration, SourceKind
 
 router = APIRouter(tags=["alert ingestion"])
@@ -205,8 +214,7 @@ async def receive_alerts(token: str, request: Request) -> Response:
             alerts = sources.parse_generic(data, integration.mapping or {})
     except sources.PayloadError as exc:
         return _problem(400, exc.loc, f"{exc.path}: {exc.message}", "invalid_payload")
-    async with runtime_of(request).db.session() as session:
-        result = await ingest(session, integration, alerts)
+    result = await _committer(request).write(integration, alerts, merge=False)
     return _json(200, {"status": "ok", **result.counts()})
 
 
@@ -262,10 +270,88 @@ async def enqueue_event(request: Request) -> Response:
             },
             {"retry-after": _retry_after(wait)},
         )
-    await _store(request, integration, [alert])
+    await _committer(request).write(integration, [alert], merge=True)
     return _json(202, {"status": "success", "message": "Event processed", "dedup_key": alert.dedup_key})
 
 
-async def _store(request: Request, integration: Integration, alerts: list[AlertIn]) -> None:
-    async with runtime_of(request).db.session() as session:
-        await ingest(session, integration, alerts)
+# --- group commit -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Request:
+    integration: Integration
+    alerts: list[AlertIn]
+    merge: bool  # its alerts may share one ingest() call with other requests' (no counts wanted)
+    done: asyncio.Future[IngestResult]
+
+
+@dataclass
+class Committer:
+    """Writes the alerts of concurrent requests in shared transactions (see the module's text)."""
+
+    db: Database
+    waiting: list[_Request] = field(default_factory=list)
+    writer: asyncio.Task[None] | None = None
+
+    async def write(self, integration: Integration, alerts: list[AlertIn], *, merge: bool) -> IngestResult:
+        """Store these alerts; returns when their transaction has committed (or raises its error)."""
+        done: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self.waiting.append(_Request(integration, alerts, merge, done))
+        if self.writer is None or self.writer.done():
+            self.writer = asyncio.create_task(self._drain(), name="signal.committer")
+        return await asyncio.shield(done)
+
+    async def _drain(self) -> None:
+        await asyncio.sleep(0)  # requests that arrived in the same loop pass join this batch
+        while self.waiting:
+            batch, self.waiting = self.waiting, []
+            try:
+                results = await self._write(batch)
+            except Exception as exc:
+                if len(batch) == 1:
+                    _fail(batch[0], exc)
+                    continue
+                for one in batch:  # each alone: a request's failure is its own
+                    try:
+                        [result] = await self._write([one])
+                    except Exception as alone:
+                        _fail(one, alone)
+                    else:
+                        _succeed(one, result)
+                continue
+            for one, result in zip(batch, results, strict=True):
+                _succeed(one, result)
+
+    async def _write(self, batch: list[_Request]) -> list[IngestResult]:
+        results: list[IngestResult | None] = [None] * len(batch)
+        merged: dict[str, list[int]] = {}
+        async with self.db.session() as session:
+            for i, one in enumerate(batch):
+                if one.merge:
+                    merged.setdefault(one.integration.id, []).append(i)
+                else:
+                    results[i] = await ingest(session, one.integration, one.alerts)
+            for indexes in merged.values():
+                integration = batch[indexes[0]].integration
+                shared = await ingest(session, integration, [a for i in indexes for a in batch[i].alerts])
+                for i in indexes:
+                    results[i] = shared
+        return [r if r is not None else IngestResult() for r in results]
+
+
+def _succeed(one: _Request, result: IngestResult) -> None:
+    if not one.done.done():
+        one.done.set_result(result)
+
+
+def _fail(one: _Request, exc: Exception) -> None:
+    if not one.done.done():
+        one.done.set_exception(exc)
+
+
+def _committer(request: Request) -> Committer:
+    runtime = runtime_of(request)
+    committer = runtime.extras.get("signal.committer")
+    if not isinstance(committer, Committer):
+        committer = runtime.extras["signal.committer"] = Committer(runtime.db)
+    return committer
