@@ -20,6 +20,7 @@ from crisisdesk.notify import delivery_api, delivery_views
 from crisisdesk.notify import views as subscribers_views
 from crisisdesk.oncall import api as oncall_api
 from crisisdesk.oncall import page_api, page_views
+from crisisdesk.oncall import views as oncall_views
 from crisisdesk.signal import api as signal_api
 from crisisdesk.signal import hooks as signal_hooks
 from crisisdesk.signal import probe_api, probe_views
@@ -47,4 +48,5 @@ def include_all(app: FastAPI) -> None:
     app.include_router(page_api.public)
     app.include_router(page_views.router)
     app.include_router(oncall_api.router, prefix="/api/v1")
+    app.include_router(oncall_views.router)
     app.include_router(health.router)
