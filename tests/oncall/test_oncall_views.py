@@ -151,6 +151,9 @@ async def test_who_is_on_call_at_a_time_typed_in_berlin_across_the_march_change(
     assert 'id="at-answer"' not in skipped.text
     garbage = await client.get(url, params={"at": "next tuesday"}, headers=HTML)
     assert garbage.status_code == 422 and "is not a time" in (field_error(html.unescape(garbage.text), "at") or "")
+    for edge in ("9999-12-31T23:59", "0001-01-01T00:00"):
+        far = await client.get(url, params={"at": edge}, headers=HTML)
+        assert far.status_code == 422 and "in the years 1970 to 9000" in (field_error(far.text, "at") or "")
 
     # 02:30 on the October change day happens twice; the first (CEST) is the one meant.
     who, said = _answer((await client.get(url, params={"at": "2026-10-25T02:30"}, headers=HTML)).text)

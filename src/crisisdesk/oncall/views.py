@@ -41,6 +41,7 @@ LOCAL_INPUT = "%Y-%m-%dT%H:%M"
 # Fieldset indices beyond this are not read: the services refuse more layers or levels anyway.
 MAX_FIELDSETS = 50
 PAGE_NO_ROLE = "page"
+MIN_YEAR, MAX_YEAR = 1970, 9000
 ROTATION_LABELS = {"daily": "Daily", "weekly": "Weekly", "custom": "Custom length"}
 CONTACT_LABELS = {
     ContactKind.email: "Email",
@@ -86,9 +87,13 @@ def parse_local(raw: str, *, field: str) -> datetime:
     if not raw:
         raise InvalidInput("a time is required, as YYYY-MM-DD HH:MM", field=field)
     try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidInput(f"{raw!r} is not a time; use YYYY-MM-DD HH:MM", field=field) from None
+    # Far from the calendar's ends, so a 90-day look-ahead or a zone's offset cannot overflow.
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise InvalidInput(f"pick a time in the years {MIN_YEAR} to {MAX_YEAR}", field=field)
+    return value
 
 
 def parse_int(raw: str, *, field: str) -> int | None:
