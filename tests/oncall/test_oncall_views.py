@@ -65,6 +65,12 @@ def _rows(page: str, css: str) -> list[str]:
     return re.findall(rf'<tr class="{css}"[^>]*>(.*?)</tr>', page, re.S)
 
 
+def _turns(page: str, layer: int) -> list[str]:
+    """The person chosen in each turn of a layer's fieldset ('' for an empty turn)."""
+    selects = re.findall(rf'<select[^>]*name="layers\.{layer}\.users"[^>]*>(.*?)</select>', page, re.S)
+    return [(re.findall(r'<option value="([^"]*)" selected>', s) or [""])[0] for s in selects]
+
+
 def _answer(page: str) -> tuple[str, str]:
     """The "who at T" answer: the user id it names and its text."""
     found = re.search(r'<p id="at-answer" data-user-id="([^"]*)">(.*?)</p>', page, re.S)
@@ -242,7 +248,7 @@ async def test_an_admin_builds_a_schedule_layer_by_layer_and_errors_name_the_lay
         "description": "Weekday support",
         "time_zone": "America/New_York",
         "layers.0.name": "primary",
-        "layers.0.users": [ada.id, bob.id],
+        "layers.0.users": [ada.id, "", bob.id, ""],  # a browser sends the empty turns too
         "layers.0.rotation": "weekly",
         "layers.0.length_hours": "",
         "layers.0.start": "2026-03-02T08:00",
@@ -252,7 +258,7 @@ async def test_an_admin_builds_a_schedule_layer_by_layer_and_errors_name_the_lay
     more = await client.post("/console/oncall/schedules", data={**form, "add_layer": "1"}, headers=HTML)
     assert more.status_code == 200
     assert 'name="layers.1.users"' in more.text and 'value="Support leads"' in more.text
-    assert re.search(rf'<option value="{bob.id}" selected>', more.text)
+    assert _turns(more.text, 0) == [ada.id, bob.id, "", "", ""] and _turns(more.text, 1) == ["", "", "", ""]
     assert await count_rows(db, OnCallSchedule) == 0
 
     second = {
@@ -307,6 +313,7 @@ async def test_an_admin_edits_removes_a_layer_and_deletes_a_schedule_once_no_pol
     edit = await client.get(f"{url}/edit", headers=HTML)
     assert edit.status_code == 200
     assert 'value="2026-03-28T09:00"' in edit.text and 'value="Europe/Berlin"' in edit.text
+    assert _turns(edit.text, 0) == [ada.id, bob.id, "", "", ""]
     form = {
         "csrf_token": csrf,
         "name": "Commanders",
@@ -323,6 +330,10 @@ async def test_an_admin_edits_removes_a_layer_and_deletes_a_schedule_once_no_pol
         "layers.1.start": "2026-03-30T09:00",
         "layers.1.time_zone": "Europe/Berlin",
     }
+    # Filling every turn and asking for more turns gives three more empty ones; nothing is stored.
+    full = {**form, "layers.1.users": [ada.id, bob.id, ada.id, bob.id], "more_turns": "1"}
+    more = await client.post(url, data=full, headers=HTML)
+    assert more.status_code == 200 and _turns(more.text, 1) == [ada.id, bob.id, ada.id, bob.id, "", "", ""]
     less = await client.post(url, data={**form, "remove_layer": "0"}, headers=HTML)
     assert less.status_code == 200 and 'name="layers.1.name"' not in less.text and 'value="extra"' in less.text
     empty_name = await client.post(url, data={**form, "name": "  "}, headers=HTML)
@@ -336,6 +347,8 @@ async def test_an_admin_edits_removes_a_layer_and_deletes_a_schedule_once_no_pol
         layers = await schedules.layers_of(session, schedule_id)
         assert (await schedules.get_schedule(session, schedule_id)).name == "Commanders"
     assert [(r.name, r.user_ids) for r in layers] == [("primary", [bob.id, ada.id]), ("extra", [ada.id])]
+    # The turn order comes back as it was chosen, Bob first.
+    assert _turns((await client.get(f"{url}/edit", headers=HTML)).text, 0)[:2] == [bob.id, ada.id]
 
     async with db.session() as session:
         policy = await make_policy(session, level(("schedule", schedule_id)), name="Commanders policy")

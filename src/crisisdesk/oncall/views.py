@@ -181,7 +181,7 @@ def _layer_forms_from(values: dict[str, Any]) -> list[LayerForm]:
         forms.append(
             LayerForm(
                 name=text(values, key + "name"),
-                users=as_list(values.get(key + "users")),
+                users=[u for u in as_list(values.get(key + "users")) if u],
                 start=text(values, key + "start"),
                 time_zone=text(values, key + "time_zone").strip(),
                 rotation=text(values, key + "rotation") or "weekly",
@@ -266,12 +266,15 @@ async def _save_schedule(request: Request, actor: Actor, session: AsyncSession, 
     values = await form_values(request)
     layers = _layer_forms_from(values)
     time_zone = text(values, "time_zone").strip() or "Etc/UTC"
-    # "Add a layer" and "Remove" re-render the form with the fieldsets changed; nothing is stored yet.
+    # "Add a layer", "Remove" and "More turns" re-render the form with the fieldsets changed; nothing is stored yet.
     if values.get("add_layer"):
         layers.append(LayerForm(time_zone=time_zone))
         return await _schedule_form(request, actor, session, schedule, layers=layers, values=values)
     if (remove := text(values, "remove_layer")).isdigit():
         del layers[int(remove) : int(remove) + 1]
+        return await _schedule_form(request, actor, session, schedule, layers=layers, values=values)
+    if values.get("more_turns"):
+        # Every layer is shown with three empty turns after the people chosen so far.
         return await _schedule_form(request, actor, session, schedule, layers=layers, values=values)
     try:
         inputs = _layer_inputs(layers, time_zone)
