@@ -156,6 +156,7 @@ def test_registry_builds_only_configured_channels(http: aiohttp.ClientSession) -
             mastodon_base_url="https://mastodon.example",
             mastodon_token="m",
             x_token="x",
+            slack_bot_token="xoxb-1",
         ),
         http,
     )

@@ -246,3 +246,14 @@ async def test_escalation_policies_and_severity_paging(client: httpx.AsyncClient
     assert await count_rows(db, SeverityPaging) == 1
     assert (await client.delete(f"{API}/escalation-policies/{policy.json()['id']}", headers=admin)).status_code == 200
     assert (await client.get(f"{API}/severity-paging", headers=responder)).json() == {"entries": []}
+
+
+async def test_instants_at_the_end_of_the_calendar_are_refused_by_name(client: httpx.AsyncClient, db: Database) -> None:
+    admin = await api_key_headers(db, Role.admin)
+    schedule = await _schedule(client, admin, await _people(db, 2))
+    # Tried: the last minute of year 9999 (its 90-day look-ahead would leave the calendar), and a
+    # time whose offset pushes it past the end of the calendar in UTC.
+    for at in ("9999-12-31T23:59:00+00:00", "9999-12-31T23:30:00-01:00", "1900-01-01T00:00:00+00:00"):
+        response = await client.get(f"{API}/schedules/{schedule['id']}/on-call", params={"at": at}, headers=admin)
+        assert response.status_code == 422, (at, response.text)
+        assert ["query", "at"] in error_locs(response) or "at" in error_text(response), response.text

@@ -66,11 +66,25 @@ def zone(name: str, *, field: str = "time_zone") -> ZoneInfo:
         raise InvalidInput(f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin", field=field) from None
 
 
+# Instants outside these years are refused: the look-ahead past one (90 days of shifts) must
+# stay inside the calendar.
+MIN_YEAR, MAX_YEAR = 1970, 9000
+
+
+def in_range(value: datetime, *, field: str) -> datetime:
+    """`value` (aware) unless it falls outside MIN_YEAR..MAX_YEAR."""
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise InvalidInput(f"{field} must be between the years {MIN_YEAR} and {MAX_YEAR}", field=field)
+    return value
+
+
 def aware(value: datetime, *, field: str) -> datetime:
     """`value` in UTC; a naive datetime is refused because its instant would be a guess."""
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(f"{field} must carry a time zone offset, e.g. 2026-03-02T09:00:00+01:00", field=field)
-    return value.astimezone(UTC)
+    if not MIN_YEAR <= value.year <= MAX_YEAR:  # before converting: 9999-12-31 -01:00 has no UTC
+        raise InvalidInput(f"{field} must be between the years {MIN_YEAR} and {MAX_YEAR}", field=field)
+    return in_range(value.astimezone(UTC), field=field)
 
 
 def local_to_utc(value: datetime, time_zone: str, *, field: str, zone_field: str = "time_zone") -> datetime:
@@ -79,14 +93,15 @@ def local_to_utc(value: datetime, time_zone: str, *, field: str, zone_field: str
     A wall time the clock skips (the spring-forward hour) is refused rather than guessed.
     """
     if value.tzinfo is not None and value.utcoffset() is not None:
-        return value.astimezone(UTC)
+        return aware(value, field=field)
+    in_range(value, field=field)
     tz = zone(time_zone, field=zone_field)
     local = value.replace(tzinfo=tz, fold=0)
     instant = local.astimezone(UTC)
     if instant.astimezone(tz).replace(tzinfo=None) != value:
         wall = value.isoformat(timespec="minutes")
         raise InvalidInput(f"{wall} does not exist in {time_zone} (the clocks skip it); pick another time", field=field)
-    return instant
+    return in_range(instant, field=field)
 
 
 def _check_id(value: str, what: str, field: str) -> None:
