@@ -248,3 +248,12 @@ async def test_rotating_the_token_retires_the_old_url(client: httpx.AsyncClient,
         a["dedup_key"] for a in (await client.get(f"{API}/alerts?integration_id={made['id']}", headers=admin)).json()
     }
     assert keys == {"aa01", "aa03"}
+
+
+async def test_an_offset_past_any_database_integer_is_refused_by_name(client: httpx.AsyncClient, db: Database) -> None:
+    reader = await api_key_headers(db, Role.viewer)
+    for path in ("alert-groups", "alerts"):
+        # Tried: an offset of 2**63, one past the largest 64-bit integer a database stores.
+        response = await client.get(f"{API}/{path}", params={"offset": str(2**63)}, headers=reader)
+        assert response.status_code == 422, f"{path}: {response.text}"
+        assert ["query", "offset"] in error_locs(response), path

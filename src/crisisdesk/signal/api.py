@@ -327,7 +327,7 @@ async def list_groups(
         default=None, alias="status", description="open (firing or acknowledged) or resolved; both if omitted."
     ),
     limit: int = Query(default=50, ge=1, le=200, description="At most this many."),
-    offset: int = Query(default=0, ge=0, description="Skip this many (for paging)."),
+    offset: int = Query(default=0, ge=0, le=100_000, description="Skip this many (for paging)."),
 ) -> list[Any]:
     """Alert groups: open ones first (latest alert first), then resolved ones."""
     return await service.list_groups(session, state=state, limit=limit, offset=offset)
@@ -395,7 +395,7 @@ async def list_alerts(
     integration_id: str | None = Query(default=None, description="Only this integration's alerts."),
     group_id: str | None = Query(default=None, description="Only this alert group's alerts."),
     limit: int = Query(default=50, ge=1, le=500, description="At most this many, latest seen first."),
-    offset: int = Query(default=0, ge=0, description="Skip this many (for paging)."),
+    offset: int = Query(default=0, ge=0, le=100_000, description="Skip this many (for paging)."),
 ) -> list[Alert]:
     """Alerts, latest seen first, filtered by status, integration or group."""
     return await service.list_alerts(
