@@ -257,3 +257,16 @@ async def test_instants_at_the_end_of_the_calendar_are_refused_by_name(client: h
         response = await client.get(f"{API}/schedules/{schedule['id']}/on-call", params={"at": at}, headers=admin)
         assert response.status_code == 422, (at, response.text)
         assert ["query", "at"] in error_locs(response) or "at" in error_text(response), response.text
+
+
+async def test_an_override_or_rule_id_past_any_database_integer_is_not_found(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    admin = await api_key_headers(db, Role.admin)
+    schedule = await _schedule(client, admin, await _people(db, 1))
+    # Tried: ids of 2**63 and 10**30, past the largest 64-bit integer a database stores.
+    for huge in (2**63, 10**30):
+        for path in (f"schedules/{schedule['id']}/overrides/{huge}", f"users/me/notification-rules/{huge}"):
+            response = await client.delete(f"{API}/{path}", headers=admin)
+            assert response.status_code == 404, f"{path}: {response.text}"
+            assert error_locs(response) in ([["body", "override_id"]], [["body", "rule_id"]]), path

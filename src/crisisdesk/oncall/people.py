@@ -158,7 +158,8 @@ async def get_contact_method(session: AsyncSession, user_id: str, method_id: str
 
 async def get_rule(session: AsyncSession, user_id: str, rule_id: int) -> NotificationRule:
     """One of the user's notification rules, or NotFound."""
-    rule = await session.get(NotificationRule, rule_id)
+    # An id past a 64-bit integer names no row; the database would refuse to compare it.
+    rule = await session.get(NotificationRule, rule_id) if 0 < rule_id < 2**63 else None
     if rule is None or rule.user_id != user_id:
         raise NotFound(f"no notification rule {rule_id} for this person", field="rule_id")
     return rule

@@ -424,7 +424,8 @@ async def add_override(
 async def get_override(session: AsyncSession, schedule_id: str, override_id: int) -> ScheduleOverride:
     """One of the schedule's overrides, or NotFound."""
     await get_schedule(session, schedule_id)
-    override = await session.get(ScheduleOverride, override_id)
+    # An id past a 64-bit integer names no row; the database would refuse to compare it.
+    override = await session.get(ScheduleOverride, override_id) if 0 < override_id < 2**63 else None
     if override is None or override.schedule_id != schedule_id:
         raise NotFound(f"no override {override_id} on this schedule", field="override_id")
     return override
