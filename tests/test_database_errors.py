@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from crisisdesk.app import _refused_by_database
+from crisisdesk.kit.answers import refused_by_database
 from crisisdesk.kit.db import Database
 
 
@@ -24,18 +24,18 @@ async def test_a_duplicate_key_is_a_conflict(db: Database) -> None:
     )
     async with db.session() as session:
         await session.execute(text(insert), {"id": "u1"})
-    refused = _refused_by_database(await _error_of(db, insert, {"id": "u2"}))
+    refused = refused_by_database(await _error_of(db, insert, {"id": "u2"}))
     assert refused is not None and refused[0] == 409
 
 
 async def test_a_value_postgresql_cannot_store_is_422(db: Database) -> None:
     if db.is_sqlite:
         pytest.skip("SQLite stores NUL characters and has no SQLSTATE")
-    refused = _refused_by_database(await _error_of(db, "SELECT CAST(:x AS text)", {"x": "a\x00b"}))
+    refused = refused_by_database(await _error_of(db, "SELECT CAST(:x AS text)", {"x": "a\x00b"}))
     assert refused is not None and refused[0] == 422
 
 
 async def test_an_unreachable_database_is_not_the_clients_fault(db: Database) -> None:
     """A query against a missing table stands in for a server-side fault: no 4xx excuse."""
     error = await _error_of(db, "SELECT * FROM no_such_table", {})
-    assert _refused_by_database(error) is None
+    assert refused_by_database(error) is None

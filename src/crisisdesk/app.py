@@ -9,17 +9,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crisisdesk.auth.deps import LoginRequired
 from crisisdesk.config import Settings, get_settings
-from crisisdesk.kit import events, metrics
+from crisisdesk.kit import answers, events, metrics
 from crisisdesk.kit.errors import DomainError
 from crisisdesk.kit.pages import STATIC_DIR, templates
 from crisisdesk.kit.runtime import Runtime
@@ -61,17 +60,7 @@ class BodyLimitMiddleware:
             await self._refuse(send, exc.size)
 
     async def _refuse(self, send: Send, size: int) -> None:
-        body = orjson.dumps(
-            {
-                "detail": [
-                    {
-                        "loc": ["body"],
-                        "type": "too_large",
-                        "msg": f"the request body is {size} bytes; at most {self.max_bytes} are accepted",
-                    }
-                ]
-            }
-        )
+        body = answers.too_large(size, self.max_bytes)
         await send(
             {
                 "type": "http.response.start",
@@ -85,26 +74,6 @@ class BodyLimitMiddleware:
 class _TooLarge(Exception):
     def __init__(self, size: int) -> None:
         self.size = size
-
-
-def _refused_by_database(exc: Exception) -> tuple[int, str, str] | None:
-    """A 4xx for errors about the request's data (SQLSTATE classes 22 and 23), None for outages.
-
-    Services validate what they store; this is the net under them, so a value that slipped
-    through (a NUL character PostgreSQL refuses, a number out of range, a race on a unique key)
-    is the client's 4xx and not "database unreachable".
-    """
-    if isinstance(exc, IntegrityError):
-        return 409, "Conflict", "this conflicts with something stored meanwhile: reload the page and try again"
-    if isinstance(exc, DataError):
-        return 422, "InvalidValue", "a value in this request cannot be stored (out of range or not valid text)"
-    if isinstance(exc, DBAPIError):
-        sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
-        if sqlstate.startswith("23"):
-            return 409, "Conflict", "this conflicts with something stored meanwhile: reload the page and try again"
-        if sqlstate.startswith("22"):
-            return 422, "InvalidValue", "a value in this request cannot be stored (out of range or not valid text)"
-    return None
 
 
 def _wants_html(request: Request) -> bool:
@@ -192,7 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(DBAPIError)
     @app.exception_handler(OSError)
     async def database_down(request: Request, exc: Exception) -> Response:
-        refused = _refused_by_database(exc)
+        refused = answers.refused_by_database(exc)
         if refused is not None:
             # The database is up and said no to this request's data: the client's to fix.
             status, kind, text = refused
@@ -203,11 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 )
             return JSONResponse({"detail": [{"msg": text, "type": kind}]}, status_code=status)
         log.error("database unreachable while serving %s: %s", request.url.path, exc)
-        message = (
-            "The database is unreachable. The public status page keeps serving its last "
-            f"published snapshot (version {store.version}); console changes cannot be saved until "
-            "the database is back."
-        )
+        message = answers.database_unreachable(store.version)
         if _wants_html(request):
             return templates.TemplateResponse(
                 request, "error.html", {"status": 503, "message": message}, status_code=503

@@ -2,18 +2,37 @@
 
 Public snapshot hits are answered natively through RSGI (one dictionary lookup, one
 ``response_bytes``), which costs granian noticeably less per request than its ASGI bridge (see
-docs/benchmarks.md). Every other request is handed to the FastAPI application through a small
-RSGI→ASGI adapter, and the application's lifespan runs from RSGI's init and del hooks.
+docs/benchmarks.md). So are the alert sources' POSTs (``/hooks/{token}``, ``/v2/enqueue``), the
+other path an outage floods: they skip the framework's middleware and routing and go straight to
+the same functions the documented FastAPI routes call. Every other request is handed to the
+FastAPI application through a small RSGI→ASGI adapter, and the application's lifespan runs from
+RSGI's init and del hooks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+import orjson
+from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Message
 
+from crisisdesk.kit import answers
+from crisisdesk.kit.runtime import Runtime
+from crisisdesk.signal import hooks
 from crisisdesk.statuspage.store import SiteStore
+
+log = logging.getLogger(__name__)
+JSON_HEADERS = [("content-type", "application/json")]
+HOOKS = "/hooks/"
+ENQUEUE = "/v2/enqueue"
+
+
+class _TooLarge(Exception):
+    def __init__(self, size: int) -> None:
+        self.size = size
 
 
 class _Lifespan:
@@ -56,9 +75,10 @@ class _Lifespan:
 class RSGIServer:
     """An RSGI application: the snapshot from memory, everything else through ASGI."""
 
-    def __init__(self, app: ASGIApp, store: SiteStore) -> None:
+    def __init__(self, app: ASGIApp, store: SiteStore, runtime: Runtime | None = None) -> None:
         self.app = app
         self.store = store
+        self.runtime = runtime
         self.lifespan = _Lifespan(app)
 
     def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -89,7 +109,48 @@ class RSGIServer:
                     response = entry.headers_str, entry.body
                 protocol.response_bytes(200, response[0], b"" if method == "HEAD" else response[1])
                 return
+        elif method == "POST" and self.runtime is not None:
+            path = scope.path
+            if path == ENQUEUE or (path.startswith(HOOKS) and "/" not in path[len(HOOKS) :]):
+                await self._alerts(self.runtime, scope, protocol, path)
+                return
         await self._asgi(scope, protocol)
+
+    async def _alerts(self, runtime: Runtime, scope: Any, protocol: Any, path: str) -> None:
+        """An alert source's POST, answered without the framework (the body limit included)."""
+        limit = runtime.settings.max_body_bytes
+        length = scope.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limit:
+            protocol.response_bytes(413, JSON_HEADERS, answers.too_large(int(length), limit))
+            return
+
+        async def read() -> bytes:
+            body: bytes = await protocol()
+            if len(body) > limit:
+                raise _TooLarge(len(body))
+            return body
+
+        try:
+            if path == ENQUEUE:
+                answer = await hooks.answer_event(runtime, await read())
+            else:
+                answer = await hooks.answer_hook(runtime, path[len(HOOKS) :], read)
+        except _TooLarge as exc:
+            protocol.response_bytes(413, JSON_HEADERS, answers.too_large(exc.size, limit))
+            return
+        except (DBAPIError, OSError) as exc:
+            # The same answers the application's handlers give (app.py), from the same function.
+            refused = answers.refused_by_database(exc)
+            if refused is not None:
+                status, kind, text = refused
+                log.warning("the database refused a value while serving %s: %s", path, kind)
+            else:
+                status, kind, text = 503, "DatabaseUnavailable", answers.database_unreachable(self.store.version)
+                log.error("database unreachable while serving %s: %s", path, exc)
+            protocol.response_bytes(status, JSON_HEADERS, orjson.dumps({"detail": [{"msg": text, "type": kind}]}))
+            return
+        headers = JSON_HEADERS + list(answer.headers.items())
+        protocol.response_bytes(answer.status, headers, orjson.dumps(answer.body))
 
     async def _asgi(self, scope: Any, protocol: Any) -> None:
         client_host, _, client_port = scope.client.rpartition(":")
@@ -146,4 +207,4 @@ def create_rsgi_app() -> RSGIServer:
     from crisisdesk.app import create_app
 
     app = create_app()
-    return RSGIServer(app, app.state.site)
+    return RSGIServer(app, app.state.site, app.state.runtime)

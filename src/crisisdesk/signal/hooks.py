@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,7 @@ from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from crisisdesk.kit.db import Database
-from crisisdesk.kit.runtime import runtime_of
+from crisisdesk.kit.runtime import Runtime, runtime_of
 from crisisdesk.signal import sources
 from crisisdesk.signal.ingest import AlertIn, IngestResult, ingest
 from crisisdesk.signal.models import Integration, SourceKind
@@ -40,6 +41,8 @@ router = APIRouter(tags=["alert ingestion"])
 CACHE_SECONDS = 5.0
 HOOK_KINDS = frozenset({SourceKind.alertmanager, SourceKind.grafana, SourceKind.generic})
 JSON = "application/json"
+# Transactions one process writes at once on PostgreSQL (SQLite has a single writer).
+WRITERS = 4
 
 
 class HookAccepted(BaseModel):
@@ -106,10 +109,10 @@ def _forget_on_edit(session: Session, _context: object) -> None:
         forget_integrations()
 
 
-async def _integration(request: Request, token: str) -> Integration | None:
+async def _integration(runtime: Runtime, token: str) -> Integration | None:
     if not token or len(token) > 64 or "\x00" in token:
         return None
-    db = runtime_of(request).db
+    db = runtime.db
     now = time.monotonic()
     cached = _by_token.get(token)
     if cached is not None and cached.engine is db.engine and cached.expires > now:
@@ -152,11 +155,23 @@ def _throttle(integration: Integration) -> float | None:
 # --- answers ----------------------------------------------------------------------------------
 
 
-def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
+@dataclass(slots=True)
+class Answer:
+    """A JSON answer, served by the FastAPI route or by the server's lean path (server.py)."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def response(self) -> Response:
+        return Response(orjson.dumps(self.body), status_code=self.status, media_type=JSON, headers=self.headers)
 
 
-def _problem(status: int, loc: tuple[str | int, ...], msg: str, kind: str, **headers: str) -> Response:
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Answer:
+    return Answer(status, body, headers or {})
+
+
+def _problem(status: int, loc: tuple[str | int, ...], msg: str, kind: str, **headers: str) -> Answer:
     return _json(status, {"detail": [{"loc": ["body", *loc], "msg": msg, "type": kind}]}, headers or None)
 
 
@@ -188,7 +203,13 @@ async def receive_alerts(token: str, request: Request) -> Response:
     (version "1"); generic: any JSON read through the integration's mapping. Repeats of an open
     alert (same fingerprint or key) are counted, not stored twice.
     """
-    integration = await _integration(request, token)
+    runtime = runtime_of(request)
+    return (await answer_hook(runtime, token, request.body)).response()
+
+
+async def answer_hook(runtime: Runtime, token: str, read_body: Callable[[], Awaitable[bytes]]) -> Answer:
+    """``POST /hooks/{token}``; the body is read only once the token is known and within its limit."""
+    integration = await _integration(runtime, token)
     if integration is None or not integration.enabled or integration.kind not in HOOK_KINDS:
         return _problem(404, (), "no enabled webhook integration has this token", "not_found")
     wait = _throttle(integration)
@@ -200,7 +221,7 @@ async def receive_alerts(token: str, request: Request) -> Response:
             "rate_limited",
             **{"retry-after": _retry_after(wait)},
         )
-    body = await request.body()
+    body = await read_body()
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -214,7 +235,7 @@ async def receive_alerts(token: str, request: Request) -> Response:
             alerts = sources.parse_generic(data, integration.mapping or {})
     except sources.PayloadError as exc:
         return _problem(400, exc.loc, f"{exc.path}: {exc.message}", "invalid_payload")
-    result = await _committer(request).write(integration, alerts, merge=False)
+    result = await _committer(runtime).write(integration, alerts, merge=False)
     return _json(200, {"status": "ok", **result.counts()})
 
 
@@ -226,7 +247,7 @@ EVENT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _invalid(errors: list[str]) -> Response:
+def _invalid(errors: list[str]) -> Answer:
     return _json(400, {"status": "invalid event", "message": "Event object is invalid", "errors": errors})
 
 
@@ -241,7 +262,11 @@ async def enqueue_event(request: Request) -> Response:
     """One Events API v2 event: trigger, acknowledge or resolve, for the integration whose
     routing key it carries. A trigger with the key of an open alert joins it; after a resolve
     the same key opens a new alert; a blank key gets a generated one, returned here."""
-    body = await request.body()
+    return (await answer_event(runtime_of(request), await request.body())).response()
+
+
+async def answer_event(runtime: Runtime, body: bytes) -> Answer:
+    """``POST /v2/enqueue``."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -249,7 +274,7 @@ async def enqueue_event(request: Request) -> Response:
     routing_key, alert, errors = sources.parse_events_v2(data)
     if errors or alert is None or routing_key is None:
         return _invalid(errors or ["Event object is invalid"])
-    integration = await _integration(request, routing_key)
+    integration = await _integration(runtime, routing_key)
     if integration is None or not integration.enabled or integration.kind != SourceKind.events_v2:
         return _json(
             401,
@@ -270,7 +295,7 @@ async def enqueue_event(request: Request) -> Response:
             },
             {"retry-after": _retry_after(wait)},
         )
-    await _committer(request).write(integration, [alert], merge=True)
+    await _committer(runtime).write(integration, [alert], merge=True)
     return _json(202, {"status": "success", "message": "Event processed", "dedup_key": alert.dedup_key})
 
 
@@ -287,18 +312,25 @@ class _Request:
 
 @dataclass
 class Committer:
-    """Writes the alerts of concurrent requests in shared transactions (see the module's text)."""
+    """Writes the alerts of concurrent requests in shared transactions (see the module's text).
+
+    SQLite has one writer, so one transaction at a time. PostgreSQL takes several at once: while
+    one waits on its round trips and its commit, ``writers - 1`` others can be writing too.
+    """
 
     db: Database
+    writers: int = 1
     waiting: list[_Request] = field(default_factory=list)
-    writer: asyncio.Task[None] | None = None
+    running: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def write(self, integration: Integration, alerts: list[AlertIn], *, merge: bool) -> IngestResult:
         """Store these alerts; returns when their transaction has committed (or raises its error)."""
         done: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
         self.waiting.append(_Request(integration, alerts, merge, done))
-        if self.writer is None or self.writer.done():
-            self.writer = asyncio.create_task(self._drain(), name="signal.committer")
+        if len(self.running) < self.writers:
+            task = asyncio.create_task(self._drain(), name="signal.committer")
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
         return await asyncio.shield(done)
 
     async def _drain(self) -> None:
@@ -349,9 +381,9 @@ def _fail(one: _Request, exc: Exception) -> None:
         one.done.set_exception(exc)
 
 
-def _committer(request: Request) -> Committer:
-    runtime = runtime_of(request)
+def _committer(runtime: Runtime) -> Committer:
     committer = runtime.extras.get("signal.committer")
     if not isinstance(committer, Committer):
-        committer = runtime.extras["signal.committer"] = Committer(runtime.db)
+        writers = 1 if runtime.db.is_sqlite else WRITERS
+        committer = runtime.extras["signal.committer"] = Committer(runtime.db, writers=writers)
     return committer

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Integer, String, Table, any_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.catalog.models import Component
@@ -49,6 +50,7 @@ MAX_SUMMARY = 1024
 MAX_SOURCE = 255
 MAX_LINK = 2048
 OPEN_STATUSES = (AlertStatus.firing.value, AlertStatus.acknowledged.value)
+LABEL_FINGERPRINTS = frozenset({SourceKind.alertmanager, SourceKind.grafana})
 # Repeats move their group's last_alert_at forward at most this often (one cheap UPDATE).
 GROUP_BUMP = timedelta(seconds=30)
 # An integration's last_received_at is written at most this often per process.
@@ -58,6 +60,15 @@ GROUP = cast(Table, AlertGroup.__table__)
 INTEGRATION = cast(Table, Integration.__table__)
 
 Action = Literal["trigger", "acknowledge", "resolve"]
+
+
+def _one_of(session: AsyncSession, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL ``column = ANY(:array)``, one statement text whatever
+    the number of values, so each connection prepares it once instead of once per list length."""
+    if session.get_bind().dialect.name != "postgresql":
+        return cast(ColumnElement[bool], column.in_(values))
+    item = Integer() if isinstance(column.type, Integer) else String()
+    return cast(ColumnElement[bool], column == any_(bindparam(None, list(values), type_=ARRAY(item))))
 
 
 @dataclass(slots=True)
@@ -114,7 +125,7 @@ class _Open:
     status: str
     summary: str
     severity: str
-    labels: dict[str, Any]
+    labels: dict[str, Any] | None  # None: not compared (the key is a hash of the labels)
     group_id: str | None
     received: int = 0
     changed: bool = False
@@ -159,14 +170,22 @@ async def ingest(
     integration_id = integration.id
     keys = list(dict.fromkeys(a.dedup_key for a in alerts))
     state: dict[str, _Open | _New] = {}
+    # Alertmanager's and Grafana's fingerprint is a hash of the label set: a repeat's labels
+    # cannot differ, so they are neither read back nor compared.
+    labelled = integration.kind not in LABEL_FINGERPRINTS
+    columns = [ALERT.c.id, ALERT.c.open_key, ALERT.c.status, ALERT.c.summary, ALERT.c.severity, ALERT.c.group_id]
+    if labelled:
+        columns.append(ALERT.c.labels)
+    connection = await session.connection()
     for start in range(0, len(keys), 500):
-        rows = await session.execute(
-            select(
-                Alert.id, Alert.open_key, Alert.status, Alert.summary, Alert.severity, Alert.labels, Alert.group_id
-            ).where(Alert.integration_id == integration_id, Alert.open_key.in_(keys[start : start + 500]))
+        rows = await connection.execute(
+            select(*columns).where(
+                ALERT.c.integration_id == integration_id, _one_of(session, ALERT.c.open_key, keys[start : start + 500])
+            )
         )
         for row in rows:
-            state[row[1]] = _Open(row[0], row[1], row[2], row[3], row[4], row[5] or {}, row[6])
+            labels = (row[6] or {}) if labelled else None
+            state[row[1]] = _Open(row[0], row[1], row[2], row[3], row[4], labels, row[5])
     opens: list[_Open] = list(state.values())  # type: ignore[arg-type]
     news: list[_New] = []
 
@@ -184,7 +203,7 @@ async def ingest(
                     current.summary, current.changed = alert.summary, True
                 if alert.severity != current.severity:
                     current.severity, current.changed = alert.severity.value, True
-                if alert.labels and alert.labels != current.labels:
+                if current.labels is not None and alert.labels and alert.labels != current.labels:
                     current.labels, current.changed = alert.labels, True
                 result.repeated += 1
             else:
@@ -224,6 +243,7 @@ async def _write_opens(
     """One UPDATE for pure repeats (by how many times each came), one executemany for the rest."""
     repeats: dict[int, list[int]] = {}
     changed: list[dict[str, Any]] = []
+    relabelled: list[dict[str, Any]] = []
     for alert in sorted(opens, key=lambda a: a.id):
         if alert.group_id is not None:
             delta = deltas.setdefault(alert.group_id, _GroupDelta())
@@ -235,47 +255,45 @@ async def _write_opens(
                 delta.acked = True
         if alert.changed:
             resolved = alert.status == AlertStatus.resolved
-            changed.append(
-                {
-                    "b_id": alert.id,
-                    "b_status": alert.status,
-                    "b_open_key": None if resolved else alert.key,
-                    "b_summary": alert.summary[:MAX_SUMMARY],
-                    "b_severity": alert.severity,
-                    "b_labels": alert.labels,
-                    "b_received": alert.received,
-                    "b_ack": alert.acknowledged_at,
-                    "b_resolved_at": alert.resolved_at,
-                    "b_ends_at": alert.ends_at,
-                }
-            )
+            row = {
+                "b_id": alert.id,
+                "b_status": alert.status,
+                "b_open_key": None if resolved else alert.key,
+                "b_summary": alert.summary[:MAX_SUMMARY],
+                "b_severity": alert.severity,
+                "b_received": alert.received,
+                "b_ack": alert.acknowledged_at,
+                "b_resolved_at": alert.resolved_at,
+                "b_ends_at": alert.ends_at,
+            }
+            if alert.labels is None:
+                changed.append(row)
+            else:
+                relabelled.append(row | {"b_labels": alert.labels})
         elif alert.received:
             repeats.setdefault(alert.received, []).append(alert.id)
     for times, ids in repeats.items():
         await session.execute(
             update(ALERT)
-            .where(ALERT.c.id.in_(ids))
+            .where(_one_of(session, ALERT.c.id, ids))
             .values(received=ALERT.c.received + times, last_seen_at=now)
             .execution_options(synchronize_session=False)
         )
-    if changed:
-        statement = (
-            update(ALERT)
-            .where(ALERT.c.id == bindparam("b_id"))
-            .values(
-                status=bindparam("b_status"),
-                open_key=bindparam("b_open_key"),
-                summary=bindparam("b_summary"),
-                severity=bindparam("b_severity"),
-                labels=bindparam("b_labels", type_=ALERT.c.labels.type),
-                received=ALERT.c.received + bindparam("b_received"),
-                last_seen_at=now,
-                acknowledged_at=func.coalesce(ALERT.c.acknowledged_at, bindparam("b_ack", type_=ALERT.c.ends_at.type)),
-                resolved_at=bindparam("b_resolved_at", type_=ALERT.c.resolved_at.type),
-                ends_at=func.coalesce(bindparam("b_ends_at", type_=ALERT.c.ends_at.type), ALERT.c.ends_at),
-            )
-        )
-        await session.execute(statement.execution_options(synchronize_session=False), changed)
+    values: dict[str, Any] = {
+        "status": bindparam("b_status"),
+        "open_key": bindparam("b_open_key"),
+        "summary": bindparam("b_summary"),
+        "severity": bindparam("b_severity"),
+        "received": ALERT.c.received + bindparam("b_received"),
+        "last_seen_at": now,
+        "acknowledged_at": func.coalesce(ALERT.c.acknowledged_at, bindparam("b_ack", type_=ALERT.c.ends_at.type)),
+        "resolved_at": bindparam("b_resolved_at", type_=ALERT.c.resolved_at.type),
+        "ends_at": func.coalesce(bindparam("b_ends_at", type_=ALERT.c.ends_at.type), ALERT.c.ends_at),
+    }
+    for rows, more in ((changed, {}), (relabelled, {"labels": bindparam("b_labels", type_=ALERT.c.labels.type)})):
+        if rows:
+            statement = update(ALERT).where(ALERT.c.id == bindparam("b_id")).values(**values, **more)
+            await session.execute(statement.execution_options(synchronize_session=False), rows)
 
 
 async def _write_news(

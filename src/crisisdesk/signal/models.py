@@ -140,7 +140,9 @@ class Alert(Base):
         UniqueConstraint("integration_id", "open_key", name="uq_alert_integration_open_key"),
         Index("ix_alert_integration_key", "integration_id", "dedup_key"),
         Index("ix_alert_group_status", "group_id", "status"),
-        Index("ix_alert_status_last_seen", "status", "last_seen_at"),
+        # Not on last_seen_at: every repeat rewrites it, and an indexed column would cost an index
+        # entry per repeat (and keep PostgreSQL from updating the row in place).
+        Index("ix_alert_status_id", "status", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
