@@ -124,3 +124,82 @@ def test_console_sign_in_sets_a_session_cookie(server: LiveServer, tmp_path: Pat
         assert signed_in.status_code == 303
         assert "crisisdesk_session" in client.cookies
         assert client.get("/console").status_code == 200
+
+
+@pytest.fixture(scope="module")
+def alert_tokens(server: LiveServer) -> tuple[str, str]:
+    from crisisdesk.signal.models import Integration, SourceKind
+
+    async def make() -> tuple[str, str]:
+        db = Database(server.database_url)
+        async with db.session() as session:
+            session.add(Integration(name="Prometheus", kind=SourceKind.alertmanager, token="am-live-token-1"))
+            session.add(Integration(name="Events", kind=SourceKind.events_v2, token="ev-live-token-1"))
+        await db.dispose()
+        return "am-live-token-1", "ev-live-token-1"
+
+    return asyncio.run(make())
+
+
+def _webhook(fingerprint: str, status: str = "firing") -> dict[str, object]:
+    alert = {
+        "status": status,
+        "labels": {"alertname": "HighErrorRate", "service": "identity"},
+        "annotations": {"summary": "Sign-in errors above 5%"},
+        "startsAt": "2026-11-24T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z",
+        "generatorURL": "http://prometheus.example/graph",
+        "fingerprint": fingerprint,
+    }
+    return {"version": "4", "groupKey": '{}:{alertname="HighErrorRate"}', "status": status, "alerts": [alert]}
+
+
+def test_alert_sources_are_answered_on_the_lean_path_with_the_same_answers(
+    server: LiveServer, alert_tokens: tuple[str, str]
+) -> None:
+    hook_token, routing_key = alert_tokens
+    first = httpx.post(f"{server.url}/hooks/{hook_token}", json=_webhook("a1b2c3"))
+    assert first.status_code == 200, first.text
+    assert first.headers["content-type"] == "application/json"
+    assert first.json()["status"] == "ok" and first.json()["created"] == 1
+    again = httpx.post(f"{server.url}/hooks/{hook_token}", json=_webhook("a1b2c3"))
+    assert again.json()["created"] == 0 and again.json()["repeated"] == 1
+    # Tried: an unknown token, a body that is not JSON, a bad alert status.
+    unknown = httpx.post(f"{server.url}/hooks/not-a-token", json=_webhook("x"))
+    assert unknown.status_code == 404 and unknown.json()["detail"][0]["type"] == "not_found"
+    broken = httpx.post(
+        f"{server.url}/hooks/{hook_token}", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 400 and broken.json()["detail"][0]["type"] == "invalid_json"
+    wrong = httpx.post(f"{server.url}/hooks/{hook_token}", json=_webhook("a1", status="burning"))
+    assert wrong.status_code == 400 and wrong.json()["detail"][0]["loc"] == ["body", "alerts", 0, "status"]
+    # Over CRISISDESK_MAX_BODY_BYTES (20,000 here): announced by content-length, or streamed without one.
+    big = b'{"alerts": [' + b" " * 30_000 + b"]}"
+    announced = httpx.post(
+        f"{server.url}/hooks/{hook_token}", content=big, headers={"content-type": "application/json"}
+    )
+    assert announced.status_code == 413 and announced.json()["detail"][0]["type"] == "too_large"
+    streamed = httpx.post(
+        f"{server.url}/hooks/{hook_token}",
+        content=iter([big[:15_000], big[15_000:]]),
+        headers={"content-type": "application/json"},
+    )
+    assert streamed.status_code == 413
+    event = {
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": "disk-full-db-1",
+        "payload": {"summary": "Disk full on db-1", "source": "db-1", "severity": "critical"},
+    }
+    accepted = httpx.post(f"{server.url}/v2/enqueue", json=event)
+    assert accepted.status_code == 202 and accepted.json() == {
+        "status": "success",
+        "message": "Event processed",
+        "dedup_key": "disk-full-db-1",
+    }
+    invalid = httpx.post(f"{server.url}/v2/enqueue", json=event | {"payload": {"summary": "x", "severity": "Critical"}})
+    assert invalid.status_code == 400 and invalid.json()["status"] == "invalid event" and invalid.json()["errors"]
+    foreign = httpx.post(f"{server.url}/v2/enqueue", json=event | {"routing_key": hook_token})
+    assert foreign.status_code == 401
+    # Paths the lean path does not own still reach the application.
+    assert httpx.post(f"{server.url}/hooks/{hook_token}/extra", json={}).status_code in (404, 405)
