@@ -73,9 +73,8 @@ async def _probes_forever(runtime: Runtime, *, idle: float) -> None:
     """Checks and vendor polls, many at a time, apart from the timers of the main lane."""
     while True:
         try:
-            ran = await runtime.runner.run_due(
-                kinds=signal_tasks.PROBE_KINDS, concurrency=runtime.settings.probe_concurrency
-            )
+            slots = runtime.settings.probe_concurrency
+            ran = await runtime.runner.run_due(kinds=signal_tasks.PROBE_KINDS, concurrency=slots, limit=slots)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -143,9 +143,16 @@ class JobRunner:
         kinds: Collection[str] | None = None,
         exclude: Collection[str] | None = None,
         concurrency: int = 1,
+        limit: int | None = None,
     ) -> int:
-        """Claim and run what is due now (``concurrency`` at a time); return how many jobs ran."""
-        claimed = await claim(self.db, limit=max(10, concurrency), kinds=kinds, exclude=exclude)
+        """Claim up to ``limit`` due jobs and run them (``concurrency`` at a time); return how many ran.
+
+        A lane of slow jobs passes ``limit=concurrency``: a claimed job waiting for a slot could
+        outlive its lease and be claimed and run again by another worker.
+        """
+        claimed = await claim(
+            self.db, limit=limit if limit is not None else max(10, concurrency), kinds=kinds, exclude=exclude
+        )
         if concurrency <= 1:
             for job in claimed:
                 await self._run(job)
