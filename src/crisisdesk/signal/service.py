@@ -34,6 +34,8 @@ from crisisdesk.signal.models import (
     RuleAction,
     SourceKind,
 )
+from crisisdesk.signal.sources import MAPPING_LISTS as MAPPING_LISTS  # the mapping keys generic JSON reads
+from crisisdesk.signal.sources import MAPPING_PATHS as MAPPING_PATHS
 
 # check and vendor are crisisdesk's own sources, made by the checks and the vendor watch.
 CREATABLE_KINDS = (SourceKind.alertmanager, SourceKind.grafana, SourceKind.events_v2, SourceKind.generic)
@@ -46,24 +48,6 @@ MAX_KEY = 200
 MAX_PATTERN = 1000
 TOKEN_BYTES = 24  # secrets.token_urlsafe(24): 32 characters
 
-# Generic JSON: each key names what is read, its value the dotted path where it is found
-# ("data.id"); "resolved_values" lists the status values that mean resolved.
-MAPPING_PATHS = (
-    "alerts",
-    "dedup_key",
-    "summary",
-    "severity",
-    "status",
-    "action",
-    "source",
-    "link",
-    "labels",
-    "annotations",
-    "details",
-    "component",
-    "timestamp",
-)
-MAPPING_LISTS = ("resolved_values",)
 _PATH = re.compile(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*")
 
 
