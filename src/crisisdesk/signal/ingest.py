@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, cast
 
-from sqlalchemy import ColumnElement, Integer, String, Table, any_, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Integer, String, Table, any_, bindparam, func, select, true, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,6 +60,25 @@ GROUP = cast(Table, AlertGroup.__table__)
 INTEGRATION = cast(Table, Integration.__table__)
 
 Action = Literal["trigger", "acknowledge", "resolve"]
+
+
+def _open_alerts(session: AsyncSession, columns: list[Any], integration_id: str, keys: list[str]) -> Any:
+    """The open alerts of these keys.
+
+    On PostgreSQL one probe of the unique index per key (a lateral join over the keys): a
+    plain ``open_key = ANY(...)`` is planned once per connection and, on a table whose statistics
+    are stale (a new installation's first alert storm), that plan scans every alert of the
+    integration.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return select(*columns).where(ALERT.c.integration_id == integration_id, ALERT.c.open_key.in_(keys))
+    wanted = func.unnest(bindparam("keys", keys, type_=ARRAY(String()))).table_valued("key").render_derived("k")
+    found = (
+        select(*columns)
+        .where(ALERT.c.integration_id == integration_id, ALERT.c.open_key == wanted.c.key)
+        .lateral("found")
+    )
+    return select(*found.c).select_from(wanted.join(found, true()))
 
 
 def _one_of(session: AsyncSession, column: Any, values: Sequence[Any]) -> ColumnElement[bool]:
@@ -178,11 +197,7 @@ async def ingest(
         columns.append(ALERT.c.labels)
     connection = await session.connection()
     for start in range(0, len(keys), 500):
-        rows = await connection.execute(
-            select(*columns).where(
-                ALERT.c.integration_id == integration_id, _one_of(session, ALERT.c.open_key, keys[start : start + 500])
-            )
-        )
+        rows = await connection.execute(_open_alerts(session, columns, integration_id, keys[start : start + 500]))
         for row in rows:
             labels = (row[6] or {}) if labelled else None
             state[row[1]] = _Open(row[0], row[1], row[2], row[3], row[4], labels, row[5])
