@@ -116,7 +116,9 @@ class Settings(BaseSettings):
     )
     slack_api_url: str = Field(default="https://slack.com/api", description="Slack Web API base URL.")
     heartbeat_stale_seconds: float = Field(
-        default=60, gt=0, description="The heartbeat answers 503 when no worker has beaten for this long."
+        default=60,
+        ge=15,
+        description="The heartbeat answers 503 when no worker has beaten for this long (workers beat every 5 s).",
     )
 
     @model_validator(mode="after")
