@@ -140,6 +140,23 @@ class StatusSite:
         return f"http://127.0.0.1:{self.port}{path}"
 
 
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """The vendor's site runs on loopback here, so private addresses are allowed."""
+    return Settings(
+        demo=True,
+        database_url=database_url,
+        run_workers=False,
+        poll_interval=0.05,
+        base_url="http://status.test",
+        allow_private_webhooks=True,
+    )
+
+
+async def moved(request: web.Request) -> web.Response:
+    raise web.HTTPFound("/api/v2/summary.json")
+
+
 async def broken(request: web.Request) -> web.Response:
     return web.Response(text="<html>maintenance</html>", content_type="text/html")
 
@@ -151,6 +168,7 @@ async def site() -> AsyncIterator[StatusSite]:
     app.router.add_get("/api/v2/summary.json", state.summary_json)
     app.router.add_get("/history.atom", state.history)
     app.router.add_get("/broken.json", broken)
+    app.router.add_get("/moved.json", moved)
     runner = web.AppRunner(app)
     await runner.setup()
     server = web.TCPSite(runner, "127.0.0.1", 0)
@@ -397,3 +415,22 @@ async def test_console_vendor_pages_and_dependency_form(
 async def all_vendors(db: Database) -> list[Vendor]:
     async with db.sessionmaker() as session:
         return await vendors.list_vendors(session)
+
+
+async def test_redirects_are_followed_hop_by_hop_and_private_addresses_refused_unless_allowed(
+    db: Database, settings: Settings, site: StatusSite
+) -> None:
+    followed = await vendors.fetch(
+        vendors.VendorKind.statuspage, site.url("/moved.json"), etag=None, last_modified=None, allow_private=True
+    )
+    assert followed.error is None and followed.page is not None
+    assert [path for path, _headers, _status in site.seen] == ["/api/v2/summary.json"]
+    # Tried: the same loopback page without CRISISDESK_ALLOW_PRIVATE_WEBHOOKS, directly and through
+    # a redirect, and a link-local metadata address: each is refused before any request is made.
+    site.seen.clear()
+    for url in (site.url("/api/v2/summary.json"), site.url("/moved.json"), "https://169.254.169.254/latest"):
+        refused = await vendors.fetch(
+            vendors.VendorKind.statuspage, url, etag=None, last_modified=None, allow_private=False
+        )
+        assert refused.page is None and refused.error is not None and refused.error.startswith("refused"), url
+    assert site.seen == []

@@ -30,7 +30,7 @@ from calendar import timegm
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import feedparser
@@ -44,6 +44,7 @@ from crisisdesk.kit import jobs
 from crisisdesk.kit.errors import InvalidInput, NotFound
 from crisisdesk.kit.ids import new_id
 from crisisdesk.kit.time import utcnow
+from crisisdesk.notify import addresses
 from crisisdesk.signal.ingest import AlertIn, builtin_integration, ingest
 from crisisdesk.signal.models import (
     AlertSeverity,
@@ -59,6 +60,8 @@ MIN_INTERVAL = 30
 MAX_INTERVAL = 86_400
 FETCH_TIMEOUT = 20.0
 MAX_BODY = 5 << 20
+MAX_REDIRECTS = 5
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 FEED_ENTRY_MAX_AGE = timedelta(days=7)
 OPERATIONAL = "operational"
 STATUSES = ("operational", "degraded_performance", "partial_outage", "major_outage", "under_maintenance")
@@ -376,8 +379,15 @@ class Fetched:
     error: str | None = None
 
 
-async def fetch(kind: VendorKind, url: str, *, etag: str | None, last_modified: str | None) -> Fetched:
-    """GET the vendor's page conditionally and parse it."""
+async def fetch(
+    kind: VendorKind, url: str, *, etag: str | None, last_modified: str | None, allow_private: bool = False
+) -> Fetched:
+    """GET the vendor's page conditionally and parse it.
+
+    A vendor's page is a third party's server: it is reached, and each redirect it answers is
+    followed, only on public addresses unless CRISISDESK_ALLOW_PRIVATE_WEBHOOKS says otherwise
+    (the same guard as webhooks), so it cannot point crisisdesk at the internal network.
+    """
     headers = {"user-agent": USER_AGENT}
     headers["accept"] = (
         "application/json" if kind is VendorKind.statuspage else "application/atom+xml, application/rss+xml, */*;q=0.5"
@@ -386,20 +396,33 @@ async def fetch(kind: VendorKind, url: str, *, etag: str | None, last_modified: 
         headers["if-none-match"] = etag
     if last_modified:
         headers["if-modified-since"] = last_modified
+    timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT)
     try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=FETCH_TIMEOUT)) as http,
-            http.get(url, headers=headers, max_redirects=5) as response,
-        ):
-            if response.status == 304:
-                return Fetched(not_modified=True)
-            if response.status != 200:
-                return Fetched(error=f"HTTP {response.status} from the vendor")
-            body = await response.content.read(MAX_BODY + 1)
-            new_etag, new_modified = response.headers.get("etag"), response.headers.get("last-modified")
+        async with addresses.http_session(allow_private=allow_private, timeout=timeout) as http:
+            for _hop in range(MAX_REDIRECTS + 1):
+                try:
+                    await addresses.check_webhook_url(url, allow_private=allow_private, field="url")
+                except InvalidInput as exc:
+                    return Fetched(error=f"refused {url[:200]}: {exc.message}")
+                async with http.get(url, headers=headers, allow_redirects=False) as response:
+                    location = response.headers.get("location")
+                    if response.status in REDIRECTS and location:
+                        url = urljoin(url, location)
+                        continue
+                    if response.status == 304:
+                        return Fetched(not_modified=True)
+                    if response.status != 200:
+                        return Fetched(error=f"HTTP {response.status} from the vendor")
+                    body = await response.content.read(MAX_BODY + 1)
+                    new_etag, new_modified = response.headers.get("etag"), response.headers.get("last-modified")
+                    break
+            else:
+                return Fetched(error=f"more than {MAX_REDIRECTS} redirects")
     except TimeoutError:
         return Fetched(error=f"no answer within {FETCH_TIMEOUT:g} s")
     except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, addresses.PrivateAddressRefused):
+            return Fetched(error=f"refused: {exc.os_error}")
         return Fetched(error=f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or 'refused'})")
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         return Fetched(error=f"fetch failed: {type(exc).__name__}")
@@ -426,7 +449,9 @@ async def poll_vendor(session: AsyncSession, payload: dict[str, Any], settings: 
     etag, last_modified = vendor.etag, vendor.last_modified
     await session.rollback()  # hold no connection or lock while the vendor answers
     started = time.monotonic()
-    fetched = await fetch(kind, url, etag=etag, last_modified=last_modified)
+    fetched = await fetch(
+        kind, url, etag=etag, last_modified=last_modified, allow_private=settings.allow_private_webhooks
+    )
     session.expunge_all()
     vendor = await session.get(Vendor, vendor_id)
     if vendor is None or not vendor.enabled or vendor.url != url or vendor.kind != kind:
