@@ -76,6 +76,12 @@ class _TooLarge(Exception):
         self.size = size
 
 
+def _route_of(request: Request) -> str:
+    """The route's template for logs ("/hooks/{token}"): a path may carry a secret token."""
+    route = request.scope.get("route")
+    return str(getattr(route, "path", None) or "an unrouted path")
+
+
 def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
 
@@ -165,13 +171,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if refused is not None:
             # The database is up and said no to this request's data: the client's to fix.
             status, kind, text = refused
-            log.warning("the database refused a value while serving %s: %s", request.url.path, kind)
+            log.warning("the database refused a value while serving %s: %s", _route_of(request), kind)
             if _wants_html(request):
                 return templates.TemplateResponse(
                     request, "error.html", {"status": status, "message": text}, status_code=status
                 )
             return JSONResponse({"detail": [{"msg": text, "type": kind}]}, status_code=status)
-        log.error("database unreachable while serving %s: %s", request.url.path, exc)
+        log.error("database unreachable while serving %s: %s", _route_of(request), exc)
         message = answers.database_unreachable(store.version)
         if _wants_html(request):
             return templates.TemplateResponse(

@@ -30,6 +30,11 @@ HOOKS = "/hooks/"
 ENQUEUE = "/v2/enqueue"
 
 
+def _template(path: str) -> str:
+    """The path as logged: the token in a hook's path is its secret."""
+    return ENQUEUE if path == ENQUEUE else HOOKS + "{token}"
+
+
 class _TooLarge(Exception):
     def __init__(self, size: int) -> None:
         self.size = size
@@ -143,10 +148,10 @@ class RSGIServer:
             refused = answers.refused_by_database(exc)
             if refused is not None:
                 status, kind, text = refused
-                log.warning("the database refused a value while serving %s: %s", path, kind)
+                log.warning("the database refused a value while serving %s: %s", _template(path), kind)
             else:
                 status, kind, text = 503, "DatabaseUnavailable", answers.database_unreachable(self.store.version)
-                log.error("database unreachable while serving %s: %s", path, exc)
+                log.error("database unreachable while serving %s: %s", _template(path), exc)
             protocol.response_bytes(status, JSON_HEADERS, orjson.dumps({"detail": [{"msg": text, "type": kind}]}))
             return
         headers = JSON_HEADERS + list(answer.headers.items())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -210,3 +211,19 @@ async def test_live_stream_announces_each_new_snapshot(app: Any, db: Database, m
 
     connection.gone.set()
     await asyncio.wait_for(task, 5)  # the stream ends when the client leaves
+
+
+async def test_an_outage_while_alerts_arrive_is_a_503_that_never_logs_the_hook_token(
+    client: httpx.AsyncClient, db: Database, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    from crisisdesk.signal.models import Integration, SourceKind
+
+    async with db.session() as s:
+        s.add(Integration(name="Prometheus", kind=SourceKind.alertmanager, token="secret-hook-token-42"))
+    body = {"version": "4", "status": "firing", "alerts": [{"status": "firing", "labels": {"alertname": "Down"}}]}
+    async with _unreachable(db, settings):
+        with caplog.at_level(logging.WARNING):
+            response = await client.post("/hooks/secret-hook-token-42", json=body)
+    assert response.status_code == 503 and response.json()["detail"][0]["type"] == "DatabaseUnavailable"
+    assert "/hooks/{token}" in caplog.text
+    assert "secret-hook-token-42" not in caplog.text
