@@ -441,3 +441,18 @@ async def test_concurrent_events_share_transactions_and_each_is_stored(client: h
     async with db.sessionmaker() as s:
         counts = list(await s.scalars(select(AlertGroup.alert_count)))
     assert counts == [1] * 20, "each Events v2 key is its own group when no rule groups them"
+
+
+async def test_made_up_tokens_never_push_a_real_integration_out_of_the_cache_or_reset_its_limit(
+    client: httpx.AsyncClient, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(hooks, "MAX_UNKNOWN", 5)
+    real = await _integration(db, SourceKind.alertmanager, rate_limit_per_minute=1)
+    assert (await client.post(f"/hooks/{real.token}", json=alertmanager_body())).status_code == 200
+    # Tried: twelve made-up tokens, more than the cache of unknown tokens holds.
+    for i in range(12):
+        assert (await client.post(f"/hooks/made-up-{i}", json=alertmanager_body())).status_code == 404
+    assert real.token in hooks._by_token and len(hooks._unknown) <= 5
+    # Editing another integration drops the cached ones but not the flooded one's spent limit.
+    await _integration(db, SourceKind.grafana)
+    assert (await client.post(f"/hooks/{real.token}", json=alertmanager_body())).status_code == 429

@@ -94,12 +94,19 @@ class _Cached:
 
 
 _by_token: dict[str, _Cached] = {}
+# Tokens that named no integration, kept apart: a flood of made-up tokens fills and clears this
+# one and never pushes the real integrations out of their cache.
+_unknown: dict[str, _Cached] = {}
+MAX_UNKNOWN = 10_000
 
 
 def forget_integrations() -> None:
-    """Drop cached integrations (after an edit), so the next request reads them again."""
+    """Drop cached integrations (after an edit), so the next request reads them again.
+
+    The rate-limit buckets stay: a bucket notices a changed limit by itself (``_throttle``).
+    """
     _by_token.clear()
-    _buckets.clear()
+    _unknown.clear()
 
 
 @event.listens_for(Session, "after_flush")
@@ -114,14 +121,19 @@ async def _integration(runtime: Runtime, token: str) -> Integration | None:
         return None
     db = runtime.db
     now = time.monotonic()
-    cached = _by_token.get(token)
+    cached = _by_token.get(token) or _unknown.get(token)
     if cached is not None and cached.engine is db.engine and cached.expires > now:
         return cached.integration
     async with db.sessionmaker() as session:
         integration = await session.scalar(select(Integration).where(Integration.token == token))
-    if len(_by_token) > 10_000:
-        _by_token.clear()
-    _by_token[token] = _Cached(db.engine, now + CACHE_SECONDS, integration)
+    entry = _Cached(db.engine, now + CACHE_SECONDS, integration)
+    if integration is None:
+        if len(_unknown) >= MAX_UNKNOWN:
+            _unknown.clear()
+        _unknown[token] = entry
+    else:
+        _unknown.pop(token, None)
+        _by_token[token] = entry
     return integration
 
 
