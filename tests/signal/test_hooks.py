@@ -456,3 +456,26 @@ async def test_made_up_tokens_never_push_a_real_integration_out_of_the_cache_or_
     # Editing another integration drops the cached ones but not the flooded one's spent limit.
     await _integration(db, SourceKind.grafana)
     assert (await client.post(f"/hooks/{real.token}", json=alertmanager_body())).status_code == 429
+
+
+async def test_a_nul_character_costs_neither_the_batch_nor_a_500(client: httpx.AsyncClient, db: Database) -> None:
+    webhook = await _integration(db, SourceKind.alertmanager)
+    body = alertmanager_body("firing", "fp-good", "fp-odd")
+    # Tried: a NUL in one alert's summary, instance label and generator URL (PostgreSQL refuses
+    # NUL in text); the other alert of the batch must not be lost with it.
+    odd = body["alerts"][1]
+    odd["annotations"]["summary"] = "disk\x00full"
+    odd["labels"]["instance"] = "db\x001"
+    odd["generatorURL"] = "http://prometheus.example/\x00"
+    response = await client.post(f"/hooks/{webhook.token}", json=body)
+    assert response.status_code == 200, response.text
+    stored = {a.dedup_key: a for a in await _alerts(db)}
+    assert set(stored) == {"fp-good", "fp-odd"}
+    assert stored["fp-odd"].summary == "disk\ufffdfull" and stored["fp-odd"].source == "db\ufffd1"
+    events = await _integration(db, SourceKind.events_v2)
+    for field in ("summary", "source"):
+        bad = event(events.token)
+        bad["payload"][field] = "x\x00y"
+        refused = await client.post("/v2/enqueue", json=bad)
+        assert refused.status_code == 400, refused.text
+        assert f"'payload.{field}' must not contain a NUL character" in refused.json()["errors"]

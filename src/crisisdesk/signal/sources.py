@@ -139,6 +139,12 @@ def _text(value: object, loc: Loc, *, limit: int | None = None) -> str | None:
     return value
 
 
+def _printable(value: str) -> str:
+    """Text for a text column: a NUL (which PostgreSQL cannot store) becomes U+FFFD, so one odd
+    alert does not cost its whole batch."""
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
 def _key(value: str, loc: Loc) -> str:
     if not value or "\x00" in value:
         raise PayloadError(loc, "must be a non-empty string without NUL characters")
@@ -194,13 +200,13 @@ def _prometheus(data: object, version: str, grafana: bool) -> list[AlertIn]:
             AlertIn(
                 dedup_key=fingerprint,
                 action="trigger" if status == "firing" else "resolve",
-                summary=summary[:MAX_SUMMARY],
+                summary=_printable(summary[:MAX_SUMMARY]),
                 severity=severity_of(labels.get("severity")),
-                source=(labels.get("instance") or labels.get("job") or None),
+                source=_printable(labels.get("instance") or labels.get("job") or "") or None,
                 labels=labels,
                 annotations=annotations,
                 details=details,
-                link=link if isinstance(link, str) and link else None,
+                link=_printable(link) if isinstance(link, str) and link else None,
                 starts_at=parse_time(alert.get("startsAt"), (*loc, "startsAt")),
                 ends_at=parse_time(alert.get("endsAt"), (*loc, "endsAt")),
                 group_hint=hint,
@@ -327,13 +333,13 @@ def parse_generic(data: object, mapping: Mapping[str, Any]) -> list[AlertIn]:
             AlertIn(
                 dedup_key=key,
                 action=action,  # type: ignore[arg-type]
-                summary=(summary or key)[:MAX_SUMMARY],
+                summary=_printable((summary or key)[:MAX_SUMMARY]),
                 severity=severity_of(_get(item, paths["severity"])) if "severity" in paths else AlertSeverity.error,
-                source=source[:MAX_SOURCE] if source else None,
+                source=_printable(source[:MAX_SOURCE]) if source else None,
                 labels=labels,
                 annotations=annotations,
                 details=details,
-                link=link if link and link.startswith(("http://", "https://")) else None,
+                link=_printable(link) if link and link.startswith(("http://", "https://")) else None,
                 starts_at=starts_at,
             )
         )
@@ -394,6 +400,8 @@ def parse_events_v2(data: object) -> tuple[str | None, AlertIn | None, list[str]
             errors.append("'payload.summary' must be a string")
         elif isinstance(summary, str) and len(summary) > MAX_SUMMARY:
             errors.append(f"'payload.summary' must be at most {MAX_SUMMARY} characters")
+        elif isinstance(summary, str) and "\x00" in summary:
+            errors.append("'payload.summary' must not contain a NUL character")
         source = payload.get("source")
         if action == "trigger" and (not isinstance(source, str) or not source.strip()):
             errors.append("'payload.source' is missing or blank")
@@ -401,6 +409,8 @@ def parse_events_v2(data: object) -> tuple[str | None, AlertIn | None, list[str]
             errors.append("'payload.source' must be a string")
         elif isinstance(source, str) and len(source) > MAX_SOURCE:
             errors.append(f"'payload.source' must be at most {MAX_SOURCE} characters")
+        elif isinstance(source, str) and "\x00" in source:
+            errors.append("'payload.source' must not contain a NUL character")
         raw_severity = payload.get("severity")
         if action == "trigger" or raw_severity is not None:
             if raw_severity not in EVENT_SEVERITIES:
@@ -450,6 +460,7 @@ def parse_events_v2(data: object) -> tuple[str | None, AlertIn | None, list[str]
     if errors:
         return routing_key, None, errors
     key = dedup_key or secrets.token_hex(16)
+    link = link or annotations.get("client_url")
     alert = AlertIn(
         dedup_key=key,
         action=action,  # type: ignore[arg-type]
@@ -459,7 +470,7 @@ def parse_events_v2(data: object) -> tuple[str | None, AlertIn | None, list[str]
         labels=labels,
         annotations=annotations,
         details=details,
-        link=link or annotations.get("client_url"),
+        link=_printable(link) if link else None,
         starts_at=starts_at,
     )
     return routing_key, alert, []
