@@ -135,6 +135,12 @@ def upgrade() -> None:
             name=op.f("fk_routing_rule_integration_id_integration"),
             ondelete="CASCADE",
         ),
+        sa.ForeignKeyConstraint(
+            ["escalation_policy_id"],
+            ["escalation_policy.id"],
+            name=op.f("fk_routing_rule_escalation_policy_id_escalation_policy"),
+            ondelete="RESTRICT",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_routing_rule")),
     )
     op.create_table(

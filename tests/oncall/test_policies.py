@@ -161,3 +161,27 @@ async def test_demo_seed_pages_both_schedules_on_sev1_and_the_commander_on_sev2(
         assert [p.name for p, _ in await policies.paging_for(session, "SEV2")] == ["Incident commander"]
         for schedule in await schedules.list_schedules(session):
             assert await schedules.on_call(session, schedule.id) is not None, schedule.name
+
+
+async def test_a_policy_an_alert_routing_rule_pages_cannot_be_deleted(db: Database) -> None:
+    from crisisdesk.signal.models import RoutingRule
+
+    user, _schedule_id, admin = await _setup(db)
+    levels = [{"timeout_minutes": 5, "targets": [{"type": "user", "id": user.id}]}]
+    async with db.session() as session:
+        policy = await policies.create_policy(session, admin, name="Identity on-call", levels=levels)
+        session.add(RoutingRule(name="Identity alerts", escalation_policy_id=policy.id))
+    # Tried: deleting it while the rule pages it — refused, and both are still there.
+    with pytest.raises(Conflict) as caught:
+        async with db.session() as session:
+            await policies.delete_policy(session, admin, policy.id)
+    assert caught.value.field == "escalation_policy_id" and "Identity on-call" in caught.value.message
+    async with db.session() as session:
+        assert await session.get(EscalationPolicy, policy.id) is not None
+        rule = await session.scalar(select(RoutingRule))
+        assert rule is not None and rule.escalation_policy_id == policy.id
+        rule.escalation_policy_id = None
+    async with db.session() as session:
+        await policies.delete_policy(session, admin, policy.id)
+    async with db.session() as session:
+        assert await session.get(EscalationPolicy, policy.id) is None

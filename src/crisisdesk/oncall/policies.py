@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.auth.models import Scope, User
@@ -197,9 +198,18 @@ async def delete_policy(session: AsyncSession, actor: Actor, policy_id: str) -> 
     """Remove an escalation policy and its lines in the severity paging config (admin)."""
     actor.require(Scope.admin)
     policy = await get_policy(session, policy_id)
+    name = policy.name
     await session.execute(delete(SeverityPaging).where(SeverityPaging.escalation_policy_id == policy.id))
     await session.delete(policy)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError:
+        # The alert routing rules that page it hold it (a RESTRICT foreign key); the request's
+        # transaction is rolled back with this refusal.
+        raise Conflict(
+            f"alert routing rules page “{name}”: point them at another policy first",
+            field="escalation_policy_id",
+        ) from None
 
 
 async def policies_targeting_schedule(session: AsyncSession, schedule_id: str) -> list[EscalationPolicy]:

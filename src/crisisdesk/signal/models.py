@@ -98,8 +98,8 @@ class RoutingRule(Base):
     component_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     component_status: Mapped[str] = mapped_column(String(30), default="major_outage")
     severity: Mapped[str | None] = mapped_column(String(8))  # the suggested SEV1-SEV4
-    # oncall.EscalationPolicy id (not a foreign key: oncall is a sibling package).
-    escalation_policy_id: Mapped[str | None] = mapped_column(String(24))
+    # A policy a rule pages cannot be deleted (the rule would page nobody, silently).
+    escalation_policy_id: Mapped[str | None] = mapped_column(ForeignKey("escalation_policy.id", ondelete="RESTRICT"))
     action: Mapped[RuleAction] = mapped_column(String(10), default=RuleAction.none)
     # Declared incidents use this approved template (comms) when set; else a plain body.
     template_id: Mapped[str | None] = mapped_column(String(24))
