@@ -551,7 +551,8 @@ async def declare_from_group(session: AsyncSession, group: AlertGroup, route: ru
     declared = await incidents.declare(
         session,
         None,
-        name=group.title[: incidents.MAX_NAME].strip() or "Alert",
+        # The name is public (status page, feeds): the admin-written words, never the sender's.
+        name=(f"Issue affecting {names}" if names else route.name)[: incidents.MAX_NAME].strip() or "Service issue",
         severity=severity,
         body=body,
         components={cid: status for cid in ordered},
