@@ -479,3 +479,29 @@ async def test_a_nul_character_costs_neither_the_batch_nor_a_500(client: httpx.A
         refused = await client.post("/v2/enqueue", json=bad)
         assert refused.status_code == 400, refused.text
         assert f"'payload.{field}' must not contain a NUL character" in refused.json()["errors"]
+
+
+async def test_concurrent_webhooks_share_one_batch_and_each_gets_its_own_counts(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """Eight Alertmanager deliveries at once, each of the same three alerts: shared transactions,
+    one alert stored per fingerprint, and every answer counts its own three."""
+    source = await _integration(db, SourceKind.alertmanager, rate_limit_per_minute=0)
+    body = alertmanager_body("firing", "fp-a", "fp-b", "fp-c")
+    answers = await asyncio.gather(*(client.post(f"/hooks/{source.token}", json=body) for _ in range(8)))
+    counts = [r.json() for r in answers]
+    assert all(r.status_code == 200 for r in answers)
+    assert all(c["accepted"] == 3 and c["created"] + c["repeated"] == 3 for c in counts), counts
+    assert sum(c["created"] for c in counts) == 3 and sum(c["repeated"] for c in counts) == 21
+    alerts = await _alerts(db)
+    assert len(alerts) == 3 and sum(a.received for a in alerts) == 24
+    resolved = await client.post(f"/hooks/{source.token}", json=alertmanager_body("resolved", "fp-a", "fp-zz"))
+    assert resolved.json() | {"status": "ok"} == {
+        "status": "ok",
+        "accepted": 2,
+        "created": 0,
+        "repeated": 0,
+        "acknowledged": 0,
+        "resolved": 1,
+        "ignored": 1,
+    }

@@ -7,8 +7,9 @@ Each integration has its own token bucket (``rate_limit_per_minute``), so a floo
 source is answered 429 before any database work and does not slow the others.
 
 The committer writes the requests that arrive while it is writing in one transaction (group
-commit): one request alone is written at once; under load, the events of many Events v2
-requests become one batch for :func:`ingest`. A request is answered only after its transaction
+commit): one request alone is written at once; under load, the alerts of every request for the
+same integration become one batch for :func:`ingest`, in arrival order, and each request is
+answered with the counts of its own alerts. A request is answered only after its transaction
 commits. If a shared transaction fails, each request in it is written again in a transaction of
 its own, so one request's failure is its own 4xx/5xx and never another's, and nothing is half
 stored.
@@ -247,7 +248,7 @@ async def answer_hook(runtime: Runtime, token: str, read_body: Callable[[], Awai
             alerts = sources.parse_generic(data, integration.mapping or {})
     except sources.PayloadError as exc:
         return _problem(400, exc.loc, f"{exc.path}: {exc.message}", "invalid_payload")
-    result = await _committer(runtime).write(integration, alerts, merge=False)
+    result = await _committer(runtime).write(integration, alerts)
     return _json(200, {"status": "ok", **result.counts()})
 
 
@@ -307,7 +308,7 @@ async def answer_event(runtime: Runtime, body: bytes) -> Answer:
             },
             {"retry-after": _retry_after(wait)},
         )
-    await _committer(runtime).write(integration, [alert], merge=True)
+    await _committer(runtime).write(integration, [alert])
     return _json(202, {"status": "success", "message": "Event processed", "dedup_key": alert.dedup_key})
 
 
@@ -318,7 +319,6 @@ async def answer_event(runtime: Runtime, body: bytes) -> Answer:
 class _Request:
     integration: Integration
     alerts: list[AlertIn]
-    merge: bool  # its alerts may share one ingest() call with other requests' (no counts wanted)
     done: asyncio.Future[IngestResult]
 
 
@@ -335,10 +335,10 @@ class Committer:
     waiting: list[_Request] = field(default_factory=list)
     running: set[asyncio.Task[None]] = field(default_factory=set)
 
-    async def write(self, integration: Integration, alerts: list[AlertIn], *, merge: bool) -> IngestResult:
+    async def write(self, integration: Integration, alerts: list[AlertIn]) -> IngestResult:
         """Store these alerts; returns when their transaction has committed (or raises its error)."""
         done: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self.waiting.append(_Request(integration, alerts, merge, done))
+        self.waiting.append(_Request(integration, alerts, done))
         if len(self.running) < self.writers:
             task = asyncio.create_task(self._drain(), name="signal.committer")
             self.running.add(task)
@@ -367,20 +367,22 @@ class Committer:
                 _succeed(one, result)
 
     async def _write(self, batch: list[_Request]) -> list[IngestResult]:
-        results: list[IngestResult | None] = [None] * len(batch)
+        """One ingest() call per integration for the whole batch, in arrival order; each request
+        gets the counts of its own alerts."""
+        results: list[IngestResult] = [IngestResult()] * len(batch)
         merged: dict[str, list[int]] = {}
+        for i, one in enumerate(batch):
+            merged.setdefault(one.integration.id, []).append(i)
         async with self.db.session() as session:
-            for i, one in enumerate(batch):
-                if one.merge:
-                    merged.setdefault(one.integration.id, []).append(i)
-                else:
-                    results[i] = await ingest(session, one.integration, one.alerts)
             for indexes in merged.values():
                 integration = batch[indexes[0]].integration
                 shared = await ingest(session, integration, [a for i in indexes for a in batch[i].alerts])
+                start = 0
                 for i in indexes:
-                    results[i] = shared
-        return [r if r is not None else IngestResult() for r in results]
+                    stop = start + len(batch[i].alerts)
+                    results[i] = shared.part(start, stop)
+                    start = stop
+        return results
 
 
 def _succeed(one: _Request, result: IngestResult) -> None:

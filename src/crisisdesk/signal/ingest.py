@@ -123,6 +123,9 @@ class IngestResult:
     ignored: int = 0  # acknowledge/resolve of a key with no open alert
     groups_opened: list[str] = field(default_factory=list)
     incidents_declared: list[str] = field(default_factory=list)
+    # What became of each alert, in the order given: created, repeated, acknowledged, resolved
+    # or ignored. Requests that shared one call (group commit) take their own counts from it.
+    outcomes: list[str] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -133,6 +136,19 @@ class IngestResult:
             "resolved": self.resolved,
             "ignored": self.ignored,
         }
+
+    def part(self, start: int, stop: int) -> IngestResult:
+        """The counts of alerts ``start:stop`` of the batch (one request's share of a shared call)."""
+        share = self.outcomes[start:stop]
+        return IngestResult(
+            accepted=len(share),
+            created=share.count("created"),
+            repeated=share.count("repeated"),
+            acknowledged=share.count("acknowledged"),
+            resolved=share.count("resolved"),
+            ignored=share.count("ignored"),
+            outcomes=share,
+        )
 
 
 @dataclass(slots=True)
@@ -158,6 +174,7 @@ class _New:
     """An alert the batch opens (it may also resolve it)."""
 
     alert: AlertIn
+    index: int  # the alert's place in the batch (its outcome)
     status: str = AlertStatus.firing.value
     received: int = 1
     acknowledged_at: datetime | None = None
@@ -204,14 +221,16 @@ async def ingest(
     opens: list[_Open] = list(state.values())  # type: ignore[arg-type]
     news: list[_New] = []
 
-    for alert in alerts:
+    outcomes = result.outcomes
+    for index, alert in enumerate(alerts):
         current = state.get(alert.dedup_key)
         if alert.action == "trigger":
             if current is None:
-                new = _New(alert)
+                new = _New(alert, index)
                 state[alert.dedup_key] = new
                 news.append(new)
                 result.created += 1
+                outcomes.append("created")
             elif isinstance(current, _Open):
                 current.received += 1
                 if alert.summary and alert.summary != current.summary:
@@ -221,20 +240,25 @@ async def ingest(
                 if current.labels is not None and alert.labels and alert.labels != current.labels:
                     current.labels, current.changed = alert.labels, True
                 result.repeated += 1
+                outcomes.append("repeated")
             else:
                 current.received += 1
                 current.alert = alert
                 result.repeated += 1
+                outcomes.append("repeated")
         elif current is None:
             result.ignored += 1
+            outcomes.append("ignored")
         elif alert.action == "acknowledge":
             if current.status == AlertStatus.firing:
                 current.status, current.acknowledged_at = AlertStatus.acknowledged.value, now
                 if isinstance(current, _Open):
                     current.changed = True
                 result.acknowledged += 1
+                outcomes.append("acknowledged")
             else:
                 result.ignored += 1
+                outcomes.append("ignored")
         else:  # resolve
             current.status, current.resolved_at = AlertStatus.resolved.value, now
             current.ends_at = alert.ends_at or now
@@ -242,6 +266,7 @@ async def ingest(
                 current.changed = True
             del state[alert.dedup_key]
             result.resolved += 1
+            outcomes.append("resolved")
 
     deltas: dict[str, _GroupDelta] = {}
     await _write_opens(session, opens, now, deltas)
@@ -405,11 +430,12 @@ async def _write_news(
         .returning(ALERT.c.dedup_key, ALERT.c.open_key)
     )
     stored = {(k, o) for k, o in (await session.execute(statement, rows_in)).all()}
-    lost = []
+    lost: list[tuple[str, int]] = []
     for new, row in zip(sorted(news, key=lambda n: n.alert.dedup_key), rows_in, strict=True):
         if (row["dedup_key"], row["open_key"]) not in stored:
             # Another request opened the same key in between: this one is a repeat of it.
-            lost.append(row["dedup_key"])
+            lost.append((row["dedup_key"], new.received))
+            result.outcomes[new.index] = "repeated"
             continue
         delta = deltas.setdefault(new.group_id or "", _GroupDelta())
         delta.alerts += 1
@@ -420,11 +446,15 @@ async def _write_news(
     if lost:
         result.created -= len(lost)
         result.repeated += len(lost)
-        await session.execute(
-            update(ALERT)
-            .where(ALERT.c.integration_id == integration.id, ALERT.c.open_key.in_(lost))
-            .values(received=ALERT.c.received + 1, last_seen_at=now)
-        )
+        by_times: dict[int, list[str]] = {}
+        for key, times in lost:  # each counts as often as this batch sent it
+            by_times.setdefault(times, []).append(key)
+        for times, keys_lost in sorted(by_times.items()):
+            await session.execute(
+                update(ALERT)
+                .where(ALERT.c.integration_id == integration.id, ALERT.c.open_key.in_(sorted(keys_lost)))
+                .values(received=ALERT.c.received + times, last_seen_at=now)
+            )
     for group, route in opened:
         if group.id not in deltas:  # every alert it was opened for was lost to a race
             await session.delete(group)
