@@ -127,7 +127,6 @@ def upgrade() -> None:
         sa.Column("severity", sa.String(length=8), nullable=True),
         sa.Column("escalation_policy_id", sa.String(length=24), nullable=True),
         sa.Column("action", sa.String(length=10), nullable=False),
-        sa.Column("template_id", sa.String(length=24), nullable=True),
         sa.Column("enabled", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["integration_id"],

@@ -134,8 +134,9 @@ async def test_rules_crud_with_ordering_and_field_errors(client: httpx.AsyncClie
         ("routing-rules", {"name": "X", "severity": "sev1"}, ["body", "severity"]),
         ("routing-rules", {"name": "X", "escalation_policy_id": "nope"}, ["body", "escalation_policy_id"]),
         ("routing-rules", {"name": "X", "action": "shout"}, ["body", "action"]),
-        ("routing-rules", {"name": "X", "template_id": "nope"}, ["body", "template_id"]),
         ("routing-rules", {"name": "X", "integration_id": "nope"}, ["body", "integration_id"]),
+        # A field a rule does not have is refused, not ignored.
+        ("routing-rules", {"name": "X", "template_id": "t1"}, ["body", "template_id"]),
     ]
     for path, payload, loc in bad:
         response = await client.post(f"{API}/{path}", json=payload, headers=admin)

@@ -180,7 +180,6 @@ async def test_routing_rules_check_every_reference(db: Database) -> None:
         ({"severity": "SEV5"}, "severity"),
         ({"escalation_policy_id": "nope"}, "escalation_policy_id"),
         ({"action": "page"}, "action"),
-        ({"template_id": "nope"}, "template_id"),
         ({"matchers": {"summary": {"regex": "*bad"}}}, "matchers.summary.regex"),
         ({"action": "declare"}, "action"),  # declaring needs components or a severity
     ]

@@ -267,7 +267,6 @@ async def create_routing_rule(data: RoutingRuleCreate, session: Tx, actor: ApiAd
         severity=data.severity,
         escalation_policy_id=data.escalation_policy_id,
         action=data.action,
-        template_id=data.template_id,
         integration_id=data.integration_id,
         enabled=data.enabled,
         position=data.position,

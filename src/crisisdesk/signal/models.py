@@ -101,8 +101,6 @@ class RoutingRule(Base):
     # A policy a rule pages cannot be deleted (the rule would page nobody, silently).
     escalation_policy_id: Mapped[str | None] = mapped_column(ForeignKey("escalation_policy.id", ondelete="RESTRICT"))
     action: Mapped[RuleAction] = mapped_column(String(10), default=RuleAction.none)
-    # Declared incidents use this approved template (comms) when set; else a plain body.
-    template_id: Mapped[str | None] = mapped_column(String(24))
     enabled: Mapped[bool] = mapped_column(default=True)
 
 

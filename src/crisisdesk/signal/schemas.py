@@ -114,14 +114,13 @@ class RoutingRuleCreate(_Input):
         default=RuleAction.none,
         description="none (route only), propose (offer 'declare from this alert') or declare (declare at once).",
     )
-    template_id: str | None = Field(default=None, description="An approved message template for declared incidents.")
     integration_id: str | None = Field(default=None, description="Only alerts of this integration; all if empty.")
     enabled: bool = Field(default=True, description="Whether the rule is tried.")
     position: int | None = Field(default=None, description="Order in which rules are tried (lowest first); last.")
 
 
 class RoutingRulePatch(_Input):
-    """Change a routing rule; omitted fields stay, null clears severity, policy, template and integration."""
+    """Change a routing rule; omitted fields stay, null clears severity, policy and integration."""
 
     name: str | None = Field(default=None, min_length=1, max_length=200, description="The new name.")
     matchers: dict[str, Any] | None = Field(default=None, description=MATCHERS_HELP)
@@ -130,7 +129,6 @@ class RoutingRulePatch(_Input):
     severity: str | None = Field(default=None, description="The suggested severity, SEV1 to SEV4; null clears it.")
     escalation_policy_id: str | None = Field(default=None, description="The escalation policy; null clears it.")
     action: RuleAction | None = Field(default=None, description="none, propose or declare.")
-    template_id: str | None = Field(default=None, description="An approved message template; null clears it.")
     integration_id: str | None = Field(default=None, description="Only this integration's alerts; null for all.")
     enabled: bool | None = Field(default=None, description="Whether the rule is tried.")
     position: int | None = Field(default=None, description="Order in which rules are tried (lowest first).")
@@ -151,7 +149,6 @@ class RoutingRuleRead(BaseModel):
     severity: Severity | None = Field(description="The suggested severity.")
     escalation_policy_id: str | None = Field(description="The escalation policy paged.")
     action: RuleAction = Field(description="none, propose or declare.")
-    template_id: str | None = Field(description="The message template for declared incidents.")
     enabled: bool = Field(description="Whether the rule is tried.")
 
 

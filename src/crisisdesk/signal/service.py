@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crisisdesk.auth.models import Scope
 from crisisdesk.auth.service import Actor
 from crisisdesk.catalog.models import Component, ComponentStatus
-from crisisdesk.comms.models import MessageTemplate
 from crisisdesk.incident import service as incidents
 from crisisdesk.incident.models import Incident, IncidentStatus, Severity
 from crisisdesk.kit.errors import Conflict, InvalidInput, NotFound
@@ -521,20 +520,6 @@ async def list_escalation_policies(session: AsyncSession) -> list[EscalationPoli
     return list(await session.scalars(select(EscalationPolicy).order_by(EscalationPolicy.name)))
 
 
-async def check_template(session: AsyncSession, template_id: str | None) -> str | None:
-    """An approved, current message template, or None."""
-    if not template_id:
-        return None
-    template = None
-    if "\x00" not in template_id and len(template_id) <= 64:
-        template = await session.get(MessageTemplate, template_id)
-    if template is None:
-        raise InvalidInput(f"no message template with id {template_id!r}", field="template_id")
-    if template.approved_at is None or template.archived_at is not None:
-        raise InvalidInput("the template must be approved and not archived", field="template_id")
-    return template_id
-
-
 async def list_routing_rules(session: AsyncSession) -> list[RoutingRule]:
     """Routing rules in the order they are tried (the first that matches routes the group)."""
     return list(await session.scalars(select(RoutingRule).order_by(RoutingRule.position, RoutingRule.id)))
@@ -559,7 +544,6 @@ async def create_routing_rule(
     severity: str | None = None,
     escalation_policy_id: str | None = None,
     action: str = RuleAction.none,
-    template_id: str | None = None,
     integration_id: str | None = None,
     enabled: bool = True,
     position: int | None = None,
@@ -574,7 +558,6 @@ async def create_routing_rule(
         severity=parse_severity(severity),
         escalation_policy_id=await check_escalation_policy(session, escalation_policy_id),
         action=parse_action(str(action)),
-        template_id=await check_template(session, template_id),
         integration_id=await _check_integration_ref(session, integration_id),
         enabled=bool(enabled),
         position=(
@@ -607,7 +590,6 @@ async def update_routing_rule(
     severity: str | None = _UNSET,
     escalation_policy_id: str | None = _UNSET,
     action: str | None = None,
-    template_id: str | None = _UNSET,
     integration_id: str | None = _UNSET,
     enabled: bool | None = None,
     position: int | None = None,
@@ -628,8 +610,6 @@ async def update_routing_rule(
         rule.escalation_policy_id = await check_escalation_policy(session, escalation_policy_id)
     if action is not None:
         rule.action = parse_action(str(action))
-    if template_id is not _UNSET:
-        rule.template_id = await check_template(session, template_id)
     if integration_id is not _UNSET:
         rule.integration_id = await _check_integration_ref(session, integration_id)
     if enabled is not None:

@@ -417,7 +417,6 @@ def _routing_fields(values: dict[str, Any]) -> dict[str, Any]:
         "severity": text(values, "severity") or None,
         "escalation_policy_id": text(values, "escalation_policy_id") or None,
         "action": text(values, "action") or RuleAction.none.value,
-        "template_id": text(values, "template_id").strip() or None,
         "integration_id": text(values, "integration_id") or None,
         "enabled": bool(values.get("enabled")),
         "position": parse_int(text(values, "position"), field="position"),
