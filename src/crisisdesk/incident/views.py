@@ -69,6 +69,20 @@ def component_choices(values: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def declare_fields(values: dict[str, Any]) -> dict[str, Any]:
+    """The declare form's fields as the incident service's ``declare`` takes them."""
+    roles = {key.split(":", 1)[1]: text(values, key) for key in values if key.startswith("role:") and text(values, key)}
+    return {
+        "name": text(values, "name"),
+        "severity": text(values, "severity"),
+        "body": text(values, "body"),
+        "status": text(values, "status") or IncidentStatus.investigating,
+        "components": component_choices(values),
+        "next_update_at": parse_utc_input(text(values, "next_update_at"), field="next_update_at"),
+        "roles": roles,
+    }
+
+
 @router.get("/console", response_class=HTMLResponse)
 async def dashboard(request: Request, actor: ConsoleReader, session: Tx) -> HTMLResponse:
     """The crisis at a glance: open incidents and their promises, maintenance, components."""
@@ -130,20 +144,7 @@ async def declare(request: Request, actor: ConsoleWriter, session: Tx) -> Respon
     """Declare an incident from the form and open its page."""
     values = await form_values(request)
     try:
-        roles = {
-            key.split(":", 1)[1]: text(values, key) for key in values if key.startswith("role:") and text(values, key)
-        }
-        declared = await service.declare(
-            session,
-            actor,
-            name=text(values, "name"),
-            severity=text(values, "severity"),
-            body=text(values, "body"),
-            status=text(values, "status") or IncidentStatus.investigating,
-            components=component_choices(values),
-            next_update_at=parse_utc_input(text(values, "next_update_at"), field="next_update_at"),
-            roles=roles,
-        )
+        declared = await service.declare(session, actor, **declare_fields(values))
     except DomainError as exc:
         await discard(session)
         return await _declare_page(request, actor, session, failure=failure_of(exc, "declare", values))

@@ -22,15 +22,14 @@ from crisisdesk.catalog import service as catalog
 from crisisdesk.catalog.models import ComponentStatus
 from crisisdesk.catalog.views import board
 from crisisdesk.incident import policy as policies
-from crisisdesk.incident.models import IncidentRole, IncidentStatus, Severity
-from crisisdesk.incident.views import component_choices
+from crisisdesk.incident.models import IncidentRole, Severity
+from crisisdesk.incident.views import declare_fields
 from crisisdesk.kit.console import (
     Failure,
     as_list,
     discard,
     failure_of,
     form_values,
-    parse_utc_input,
     render,
     see_other,
     text,
@@ -208,21 +207,7 @@ async def declare(request: Request, group_id: str, actor: ConsoleWriter, session
     group = await service.get_group(session, group_id)
     values = await form_values(request)
     try:
-        roles = {
-            key.split(":", 1)[1]: text(values, key) for key in values if key.startswith("role:") and text(values, key)
-        }
-        incident = await service.declare_from_group(
-            session,
-            actor,
-            group,
-            name=text(values, "name"),
-            severity=text(values, "severity"),
-            body=text(values, "body"),
-            status=text(values, "status") or IncidentStatus.investigating,
-            components=component_choices(values),
-            next_update_at=parse_utc_input(text(values, "next_update_at"), field="next_update_at"),
-            roles=roles,
-        )
+        incident = await service.declare_from_group(session, actor, group, **declare_fields(values))
     except DomainError as exc:
         await discard(session)
         group = await service.get_group(session, group_id)
