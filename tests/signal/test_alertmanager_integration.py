@@ -28,15 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import asyncpg
 import httpx
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from crisisdesk.catalog.models import Component
 from crisisdesk.incident.models import Incident
-from crisisdesk.kit import migrate
 from crisisdesk.kit.db import Database
 from crisisdesk.signal.models import (
     Alert,
@@ -57,6 +54,7 @@ from tests.fixtures.alertmanager import (
     start_alertmanager,
     stop_alertmanager,
 )
+from tests.fixtures.databases import BACKENDS, own_database
 
 pytestmark = [
     pytest.mark.slow,
@@ -66,50 +64,17 @@ pytestmark = [
     ),
 ]
 
-POSTGRES_URL = os.environ.get("CRISISDESK_TEST_POSTGRES_URL")
 T = TypeVar("T")
 # Alertmanager waits group_wait (1 s) before its first notification and group_interval (1 s)
 # between a group's notifications; crisisdesk commits each webhook before answering it.
 SEEN_WITHIN = 15.0
 
 
-def _plain(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.skipif(not POSTGRES_URL, reason="set CRISISDESK_TEST_POSTGRES_URL to run on PostgreSQL"),
-        ),
-    ]
-)
+@pytest.fixture(params=BACKENDS)
 async def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A migrated database of its own: a SQLite file, or a new PostgreSQL database dropped after."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'alertmanager.db'}"
-        await asyncio.to_thread(migrate.upgrade, url)
+    async with own_database(request.param, tmp_path, "am") as url:
         yield url
-        return
-    assert POSTGRES_URL
-    name = f"cd_am_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(_plain(POSTGRES_URL))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        await asyncio.to_thread(migrate.upgrade, url)
-        yield url
-    finally:
-        admin = await asyncpg.connect(_plain(POSTGRES_URL))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @dataclass

@@ -21,22 +21,19 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
 from crisisdesk.auth.models import Role
 from crisisdesk.config import Settings
-from crisisdesk.kit import migrate
 from crisisdesk.kit.db import Database
 from crisisdesk.statuspage.publish import publish
 from tests.fixtures.auth import make_actor
+from tests.fixtures.databases import BACKENDS, own_database
 from tests.fixtures.incident import make_component, make_incident
 
 pytestmark = pytest.mark.slow
 
-POSTGRES_URL = os.environ.get("CRISISDESK_TEST_POSTGRES_URL")
 GRANIAN = Path(sys.executable).parent / "granian"
 UNRESOLVED = "/api/v2/incidents/unresolved.json"
 PORTS = range(8450, 8500)
@@ -57,43 +54,11 @@ def free_ports(count: int) -> list[int]:
     pytest.fail(f"fewer than {count} free loopback ports in {PORTS.start}-{PORTS.stop - 1}")
 
 
-def _plain(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@pytest.fixture(
-    params=[
-        "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=pytest.mark.skipif(not POSTGRES_URL, reason="set CRISISDESK_TEST_POSTGRES_URL to run on PostgreSQL"),
-        ),
-    ]
-)
+@pytest.fixture(params=BACKENDS)
 async def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A migrated database of its own: a SQLite file, or a new PostgreSQL database dropped after."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'multiprocess.db'}"
-        await asyncio.to_thread(migrate.upgrade, url)
+    async with own_database(request.param, tmp_path, "mp") as url:
         yield url
-        return
-    assert POSTGRES_URL
-    name = f"cd_mp_{secrets.token_hex(4)}"
-    admin = await asyncpg.connect(_plain(POSTGRES_URL))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    url = make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
-    try:
-        await asyncio.to_thread(migrate.upgrade, url)
-        yield url
-    finally:
-        admin = await asyncpg.connect(_plain(POSTGRES_URL))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 @contextmanager
