@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from crisisdesk.kit.answers import refused_by_database
+from crisisdesk.kit.answers import brief, refused_by_database
 from crisisdesk.kit.db import Database
 
 
@@ -39,3 +39,10 @@ async def test_an_unreachable_database_is_not_the_clients_fault(db: Database) ->
     """A query against a missing table stands in for a server-side fault: no 4xx excuse."""
     error = await _error_of(db, "SELECT * FROM no_such_table", {})
     assert refused_by_database(error) is None
+
+
+async def test_a_logged_database_error_leaves_out_the_statements_parameters(db: Database) -> None:
+    error = await _error_of(db, "SELECT * FROM no_such_table WHERE token = :token", {"token": "hook-secret-77"})
+    assert "hook-secret-77" in str(error)  # SQLAlchemy's own text echoes the parameters
+    logged = brief(error)
+    assert "hook-secret-77" not in logged and "no_such_table" in logged

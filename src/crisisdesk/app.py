@@ -177,7 +177,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     request, "error.html", {"status": status, "message": text}, status_code=status
                 )
             return JSONResponse({"detail": [{"msg": text, "type": kind}]}, status_code=status)
-        log.error("database unreachable while serving %s: %s", _route_of(request), exc)
+        log.error("database unreachable while serving %s: %s", _route_of(request), answers.brief(exc))
         message = answers.database_unreachable(store.version)
         if _wants_html(request):
             return templates.TemplateResponse(

@@ -151,7 +151,7 @@ class RSGIServer:
                 log.warning("the database refused a value while serving %s: %s", _template(path), kind)
             else:
                 status, kind, text = 503, "DatabaseUnavailable", answers.database_unreachable(self.store.version)
-                log.error("database unreachable while serving %s: %s", _template(path), exc)
+                log.error("database unreachable while serving %s: %s", _template(path), answers.brief(exc))
             protocol.response_bytes(status, JSON_HEADERS, orjson.dumps({"detail": [{"msg": text, "type": kind}]}))
             return
         headers = JSON_HEADERS + list(answer.headers.items())

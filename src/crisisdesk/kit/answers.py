@@ -39,6 +39,13 @@ def refused_by_database(exc: Exception) -> tuple[int, str, str] | None:
     return None
 
 
+def brief(exc: BaseException) -> str:
+    """A database error for the log without SQLAlchemy's echo of the statement's parameters
+    (they can hold a hook's token or a person's address): the driver's own message."""
+    original = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    return f"{type(original).__name__}: {original}"[:500]
+
+
 def database_unreachable(snapshot_version: object) -> str:
     return (
         "The database is unreachable. The public status page keeps serving its last "
