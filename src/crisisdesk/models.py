@@ -3,6 +3,7 @@
 from crisisdesk.auth import models as auth_models
 from crisisdesk.catalog import models as catalog_models
 from crisisdesk.comms import models as comms_models
+from crisisdesk.customer import models as customer_models
 from crisisdesk.incident import models as incident_models
 from crisisdesk.kit import events, jobs
 from crisisdesk.kit.db import Base
@@ -17,6 +18,7 @@ __all__ = [
     "auth_models",
     "catalog_models",
     "comms_models",
+    "customer_models",
     "events",
     "incident_models",
     "jobs",

@@ -11,6 +11,7 @@ from crisisdesk.catalog import api as catalog_api
 from crisisdesk.catalog import views as catalog_views
 from crisisdesk.comms import api as comms_api
 from crisisdesk.comms import views as comms_views
+from crisisdesk.customer import api as customer_api
 from crisisdesk.incident import api as incident_api
 from crisisdesk.incident import views as incident_views
 from crisisdesk.maintenance import api as maintenance_api
@@ -49,4 +50,5 @@ def include_all(app: FastAPI) -> None:
     app.include_router(page_views.router)
     app.include_router(oncall_api.router, prefix="/api/v1")
     app.include_router(oncall_views.router)
+    app.include_router(customer_api.router, prefix="/api/v1")
     app.include_router(health.router)
