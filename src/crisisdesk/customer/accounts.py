@@ -184,9 +184,15 @@ def _apply(account: Account, data: AccountData) -> None:
     kept = [link for link in account.components if link.component_id in wanted]
     have = {link.component_id for link in kept}
     account.components = kept + [AccountComponent(component_id=c) for c in wanted if c not in have]
-    account.contacts = [
-        AccountContact(position=i, name=c.name, email=c.email, role=c.role) for i, c in enumerate(data.contacts)
-    ]
+    # Contacts are matched by email and changed in place: a replaced list never inserts an address
+    # before the old row holding it is gone.
+    existing = {c.email: c for c in account.contacts}
+    contacts_now: list[AccountContact] = []
+    for i, c in enumerate(data.contacts):
+        row = existing.get(c.email) or AccountContact(email=c.email)
+        row.position, row.name, row.role = i, c.name, c.role
+        contacts_now.append(row)
+    account.contacts = contacts_now
     if data.sla is None:
         account.sla = None
     else:

@@ -301,6 +301,6 @@ async def export_csv(session: AsyncSession) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(COLUMNS)
     statement = select(Account).order_by(Account.external_id).execution_options(yield_per=500)
-    for account in (await session.scalars(statement)).all():
+    async for account in await session.stream_scalars(statement):
         writer.writerow(_row(account, lookup))
     return out.getvalue()
