@@ -299,3 +299,34 @@ def test_cli_import_export_count(database_url: str, tmp_path: Path) -> None:
     assert "2 accounts" in cli("accounts", "count").stdout
     exported = cli("accounts", "export")
     assert exported.returncode == 0 and [r[0] for r in parse(exported.stdout)] == ["external_id", "a1", "a3"]
+
+
+async def test_lines_are_counted_in_the_file_and_rows_checked_as_a_whole(db: Database) -> None:
+    async with db.session() as session:
+        await make_component(session, "Web app")
+        await make_component(session, "Web app")  # a name two components share
+    text = (
+        HEADER  # line 1
+        + 'q1,"Two\nlines",,,,,,,,,,,\n'  # lines 2-3: a quoted line break, refused as a control character
+        + "q2,Ambiguous,,,,Web app,,,,,,,\n"  # line 4
+        + 'q3,Twice,,,,,"A <a@x.example>;B <A@x.example>",,,,,,\n'  # line 5: one address twice
+    )
+    async with db.session() as session:
+        report = await importing.import_rows(session, csv.reader(io.StringIO(text)))
+    found = [str(e) for e in report.errors]
+    assert found[0].startswith("line 2, column name:") and "control characters" in found[0]
+    assert found[1].startswith("line 4, column components:") and "use its id" in found[1]
+    assert found[2].startswith("line 5, column contacts:") and "a@x.example is listed twice" in found[2]
+    assert len(found) == 3 and await count_rows(db, Account) == 0
+
+
+async def test_import_keeps_the_downtime_rule_set_through_the_api(client: httpx.AsyncClient, db: Database) -> None:
+    admin = await api_key_headers(db, Role.admin)
+    rule = "Downtime is any minute in which more than 5% of requests fail."
+    body = {"external_id": "acme", "name": "Acme", "sla": {"uptime_target": 99.9, "downtime_rule": rule}}
+    assert (await client.post("/api/v1/accounts", json=body, headers=admin)).status_code == 201
+    async with db.session() as session:
+        report = await importing.import_rows(session, parse(HEADER + "acme,Acme,,,,,,,,99.95,,,\n"))
+    assert report.updated == 1
+    account = await _account(db, "acme")
+    assert account.sla is not None and account.sla.uptime_target == 99.95 and account.sla.downtime_rule == rule

@@ -233,7 +233,13 @@ async def import_rows(
     lookup = await _components(session)
     good: list[accounts.AccountData] = []
     seen: dict[str, int] = {}
-    for line, values in enumerate(reader, start=2):
+    # A csv reader counts physical lines: a record with a quoted line break starts where it starts.
+    counted = getattr(rows, "line_num", None)
+    next_line = (counted + 1) if isinstance(counted, int) else 2
+    for values in reader:
+        line = next_line
+        counted = getattr(rows, "line_num", None)
+        next_line = (counted + 1) if isinstance(counted, int) else line + 1
         if not any(v.strip() for v in values):
             continue
         report.rows += 1
