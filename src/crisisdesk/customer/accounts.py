@@ -241,19 +241,31 @@ async def replace(session: AsyncSession, account: Account, data: AccountData) ->
     return account
 
 
-async def upsert(session: AsyncSession, data: AccountData) -> bool:
-    """Create the account or replace the one with the same external id; True when created."""
-    account = await by_external_id(session, data.external_id)
-    if account is None:
-        account = Account(components=[], contacts=[], sla=None)
-        session.add(account)
+async def upsert_many(session: AsyncSession, batch: Sequence[AccountData]) -> int:
+    """Create each account or replace the one with the same external id; returns how many were created.
+
+    The batch's existing accounts are loaded with one query, and written with one flush.
+    """
+    existing = {
+        a.external_id: a
+        for a in (
+            await session.scalars(select(Account).where(Account.external_id.in_([d.external_id for d in batch])))
+        ).all()
+    }
+    created = 0
+    for data in batch:
+        account = existing.get(data.external_id)
+        if account is None:
+            account = Account(components=[], contacts=[], sla=None)
+            session.add(account)
+            existing[data.external_id] = account
+            created += 1
+        elif data.sla is not None and data.sla.downtime_rule is None and account.sla is not None:
+            # The CSV carries no downtime rule: an import keeps the one set through the API.
+            data.sla.downtime_rule = account.sla.downtime_rule
         _apply(account, data)
-        return True
-    if data.sla is not None and data.sla.downtime_rule is None and account.sla is not None:
-        # The CSV carries no downtime rule: an import keeps the one set through the API.
-        data.sla.downtime_rule = account.sla.downtime_rule
-    _apply(account, data)
-    return False
+    await session.flush()
+    return created
 
 
 def data_of(account: Account) -> AccountData:

@@ -37,6 +37,7 @@ COLUMNS = (
 )
 REQUIRED_COLUMNS = ("external_id", "name")
 MAX_REPORTED_ERRORS = 1000
+IMPORT_BATCH = 500
 _CONTACT = re.compile(r"\s*(?P<name>[^<>]*?)\s*<(?P<email>[^<>]*)>\s*(?:\((?P<role>[^()]*)\))?\s*\Z")
 
 
@@ -259,15 +260,13 @@ async def import_rows(
     if all_or_nothing and report.error_count:
         report.stored = False
         return report
-    for done, data in enumerate(good, start=1):
-        if await accounts.upsert(session, data):
-            report.created += 1
-        else:
-            report.updated += 1
-        if done % 200 == 0:
-            await session.flush()
+    for start in range(0, len(good), IMPORT_BATCH):
+        batch = good[start : start + IMPORT_BATCH]
+        created = await accounts.upsert_many(session, batch)
+        report.created += created
+        report.updated += len(batch) - created
         if progress is not None:
-            progress(done + report.refused_rows)
+            progress(start + len(batch) + report.refused_rows)
     await session.flush()
     if progress is not None:
         progress(report.rows)
