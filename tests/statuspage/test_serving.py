@@ -214,7 +214,7 @@ async def test_live_stream_announces_each_new_snapshot(app: Any, db: Database, m
 
 
 async def test_an_outage_while_alerts_arrive_is_a_503_that_never_logs_the_hook_token(
-    client: httpx.AsyncClient, db: Database, settings: Settings, caplog: pytest.LogCaptureFixture
+    app: Any, client: httpx.AsyncClient, db: Database, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     from crisisdesk.signal.models import Integration, SourceKind
 
@@ -227,3 +227,5 @@ async def test_an_outage_while_alerts_arrive_is_a_503_that_never_logs_the_hook_t
     assert response.status_code == 503 and response.json()["detail"][0]["type"] == "DatabaseUnavailable"
     assert "/hooks/{token}" in caplog.text
     assert "secret-hook-token-42" not in caplog.text
+    # The change watcher reconnects once the database is back, before the app stops.
+    await _eventually(lambda: app.state.runtime.watcher.healthy)
