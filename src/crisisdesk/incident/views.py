@@ -114,6 +114,18 @@ async def incidents_page(request: Request, actor: ConsoleReader, session: Tx) ->
     return render(request, "console/incidents.html", actor=actor, open_incidents=open_, closed_incidents=closed)
 
 
+async def declare_form_context(session: AsyncSession) -> dict[str, Any]:
+    """What the declare form lists: policies, components, people, roles, statuses, severities."""
+    return {
+        "policies": await policies.list_policies(session),
+        "board": board(await catalog.list_components(session)),
+        "users": [u for u in await auth.list_users(session) if u.is_active],
+        "roles": list(IncidentRole),
+        "statuses": list(ComponentStatus),
+        "severities": list(Severity),
+    }
+
+
 async def _declare_page(
     request: Request, actor: Actor, session: AsyncSession, *, failure: Failure | None = None
 ) -> HTMLResponse:
@@ -123,12 +135,7 @@ async def _declare_page(
         actor=actor,
         failure=failure,
         status_code=_status_of(failure),
-        policies=await policies.list_policies(session),
-        board=board(await catalog.list_components(session)),
-        users=[u for u in await auth.list_users(session) if u.is_active],
-        roles=list(IncidentRole),
-        statuses=list(ComponentStatus),
-        severities=list(Severity),
+        **await declare_form_context(session),
         **await _panels(declare_panels, session, actor),
     )
 

@@ -14,16 +14,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from crisisdesk.auth import service as auth
 from crisisdesk.auth.deps import ConsoleAdmin, ConsoleReader, ConsoleWriter, Tx
 from crisisdesk.auth.models import Scope
 from crisisdesk.auth.service import Actor
 from crisisdesk.catalog import service as catalog
 from crisisdesk.catalog.models import ComponentStatus
-from crisisdesk.catalog.views import board
-from crisisdesk.incident import policy as policies
-from crisisdesk.incident.models import IncidentRole, Severity
-from crisisdesk.incident.views import declare_fields
+from crisisdesk.incident.models import Severity
+from crisisdesk.incident.views import declare_fields, declare_form_context
 from crisisdesk.kit.console import (
     Failure,
     as_list,
@@ -183,12 +180,7 @@ async def _declare_page(
         actor=actor,
         failure=shown,
         status_code=_status_of(failure),
-        policies=await policies.list_policies(session),
-        board=board(await catalog.list_components(session)),
-        users=[u for u in await auth.list_users(session) if u.is_active],
-        roles=list(IncidentRole),
-        statuses=list(ComponentStatus),
-        severities=list(Severity),
+        **await declare_form_context(session),
         alert_group=group,
         declare_action=f"/console/alerts/groups/{group.id}/declare",
     )
