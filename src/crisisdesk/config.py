@@ -121,6 +121,40 @@ class Settings(BaseSettings):
         description="The heartbeat answers 503 when no worker has beaten for this long (workers beat every 5 s).",
     )
 
+    # Private per-customer pages.
+    portal_link_minutes: int = Field(default=15, ge=1, le=1440, description="How long a magic sign-in link works.")
+    portal_session_hours: int = Field(default=168, ge=1, description="How long a private-page session lasts.")
+    portal_sso_header: str | None = Field(
+        default=None,
+        description="Header carrying the signed-in email set by a trusted reverse proxy (e.g. X-Forwarded-Email); "
+        "off when unset.",
+    )
+    portal_sso_trusted_proxies: list[str] = Field(
+        default=["127.0.0.1", "::1"],
+        description="Peer addresses (or CIDR networks) whose SSO header is believed; from anyone else it is ignored.",
+    )
+    # Support tickets.
+    match_threshold: float = Field(
+        default=0.6,
+        ge=0,
+        le=1,
+        description="A new ticket whose best incident scores at least this is linked and answered at once; "
+        "below it the agent gets a suggestion.",
+    )
+    match_window_hours: float = Field(
+        default=6,
+        gt=0,
+        description="Tickets are matched to open incidents and to those resolved within this many hours.",
+    )
+    inbound_smtp_host: str = Field(default="127.0.0.1", description="Address the built-in SMTP receiver listens on.")
+    inbound_smtp_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of the built-in SMTP receiver for support email; off when unset.",
+    )
+    helpdesk_timeout_seconds: float = Field(default=15, gt=0, description="Timeout of a call to a helpdesk's API.")
+
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:
         if not self.demo and self.secret_key == DEMO_SECRET:

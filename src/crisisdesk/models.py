@@ -11,6 +11,7 @@ from crisisdesk.notify import models as notify_models
 from crisisdesk.oncall import models as oncall_models
 from crisisdesk.signal import models as signal_models
 from crisisdesk.statuspage import models as statuspage_models
+from crisisdesk.support import models as support_models
 
 metadata = Base.metadata
 
@@ -27,4 +28,5 @@ __all__ = [
     "oncall_models",
     "signal_models",
     "statuspage_models",
+    "support_models",
 ]

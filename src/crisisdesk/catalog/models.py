@@ -71,3 +71,14 @@ class ComponentStatusChange(Base):
     # The incident or maintenance that caused it, if any (not a foreign key: the incident
     # package sits above the catalog).
     cause_id: Mapped[str | None] = mapped_column(String(24))
+
+
+class ComponentDependency(Base):
+    """``component_id`` depends on ``depends_on_id``: trouble on the second reaches the first."""
+
+    __tablename__ = "component_dependency"
+    __table_args__ = (Index("ix_component_dependency_depends_on", "depends_on_id", "component_id"),)
+
+    component_id: Mapped[str] = mapped_column(ForeignKey("component.id", ondelete="CASCADE"), primary_key=True)
+    depends_on_id: Mapped[str] = mapped_column(ForeignKey("component.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

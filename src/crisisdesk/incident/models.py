@@ -234,3 +234,39 @@ class IncidentCounter(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(20))
     value: Mapped[int] = mapped_column(default=0)
+
+
+class Workaround(Base):
+    """One version of an incident's workaround; the newest is current, an empty body withdraws it.
+
+    ``published`` puts it on the public page; the agent brief and templates always see it.
+    """
+
+    __tablename__ = "incident_workaround"
+    __table_args__ = (Index("ix_incident_workaround_incident_at", "incident_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    body: Mapped[str] = mapped_column(Text, default="")
+    body_html: Mapped[str] = mapped_column(Text, default="")
+    published: Mapped[bool] = mapped_column(default=False)
+    author_id: Mapped[str | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EtaEstimate(Base):
+    """One estimate of when the incident will be fixed; the newest is current.
+
+    ``eta_at`` None means "no estimate" (withdrawn, or unknown); ``note`` says why it moved.
+    """
+
+    __tablename__ = "incident_eta"
+    __table_args__ = (Index("ix_incident_eta_incident_at", "incident_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    eta_at: Mapped[datetime | None]
+    note: Mapped[str] = mapped_column(Text, default="")
+    published: Mapped[bool] = mapped_column(default=False)
+    author_id: Mapped[str | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -63,6 +63,8 @@ class Subscriber(Base):
     state: Mapped[SubscriberState] = mapped_column(String(20), default=SubscriberState.pending)
     scope: Mapped[SubscriptionScope] = mapped_column(String(20), default=SubscriptionScope.all)
     incident_id: Mapped[str | None] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    # Set for a subscription made on an account's private page; that page lists only these.
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
     # Standard Webhooks signing secret ("whsec_…") for webhook subscribers.
     secret: Mapped[str | None] = mapped_column(String(100))
     # The tokenised manage / unsubscribe link; also the double opt-in link for email.
@@ -95,6 +97,9 @@ class Purpose(StrEnum):
     confirm = "confirm"  # double opt-in confirmation
     reminder = "reminder"  # a next-update reminder or overdue alarm to responders
     page = "page"  # an on-call page to a responder's contact method
+    outreach = "outreach"  # proactive outreach to an affected account's contacts
+    ticket = "ticket"  # a reply to a support ticket that came in by email
+    portal = "portal"  # a private status page's sign-in link
 
 
 class DeliveryState(StrEnum):
