@@ -1,0 +1,477 @@
+"""Customer impact: which accounts an incident hurts, how much ARR, and the severity it suggests.
+
+Everything over accounts is one SQL statement (the link index ``ix_account_component_component``
+finds the accounts of a component); Python only shapes the handful of rows a page shows.
+
+An incident affects the components listed on it and, through ``component_dependency``, every
+component that depends on one of them, transitively (a recursive CTE). A component reached
+through a dependency carries the status the incident gives the component it depends on.
+An account is affected when it uses an affected component; when that component runs in a
+region, only if the account lists the region, or lists no region at all (then it is taken to
+run everywhere). Maintenance windows are assessed the same way as incidents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    union,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.selectable import CTE
+
+from crisisdesk.catalog.models import SEVERITY_ORDER, Component, ComponentDependency, ComponentStatus, Region
+from crisisdesk.customer import rules
+from crisisdesk.customer.models import Account, AccountComponent
+from crisisdesk.incident.models import Incident, IncidentComponent, Kind
+from crisisdesk.kit.errors import NotFound
+
+_Rows = Select[*tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class AffectedComponent:
+    """A component the incident affects, directly or through a dependency."""
+
+    component_id: str
+    name: str
+    status: str
+    via_id: str | None  # the incident's own component it is reached through; None when listed on it
+    region_code: str | None
+    since: datetime
+
+
+@dataclass(frozen=True)
+class AccountImpact:
+    account_id: str
+    external_id: str
+    name: str
+    tier: str | None
+    arr_cents: int
+    regions: list[str]
+    csm_owner: str | None
+    components: list[AffectedComponent]
+    window_start: datetime
+    window_end: datetime | None
+
+
+@dataclass(frozen=True)
+class TierImpact:
+    tier: str | None
+    account_count: int
+    arr_cents: int
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    severity: str
+    rule_id: str
+    rule_name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ImpactSummary:
+    incident_id: str
+    account_count: int
+    arr_cents: int
+    total_arr_cents: int
+    arr_percent: float
+    by_tier: list[TierImpact]
+    top: list[AccountImpact]
+    components: list[AffectedComponent]
+    window_start: datetime | None
+    window_end: datetime | None
+    suggestion: Suggestion | None
+
+
+# ------------------------------------------------------------------------------ components
+
+
+def _affected_cte(where: ColumnElement[bool]) -> CTE:
+    """(incident_id, component_id, via_id, status, since) for the incidents ``where`` selects."""
+    # A component listed when the incident was declared was hurt from the incident's start,
+    # which may be earlier than the declaration; one added later, from when it was added.
+    since = case(
+        (
+            or_(Incident.kind == Kind.maintenance, IncidentComponent.added_at <= Incident.created_at),
+            Incident.started_at,
+        ),
+        else_=IncidentComponent.added_at,
+    )
+    seed = (
+        select(
+            IncidentComponent.incident_id.label("incident_id"),
+            IncidentComponent.component_id.label("component_id"),
+            cast(null(), String(24)).label("via_id"),
+            IncidentComponent.status.label("status"),
+            since.label("since"),
+        )
+        .join(Incident, Incident.id == IncidentComponent.incident_id)
+        .where(where)
+        .cte("affected", recursive=True)
+    )
+    step = select(
+        seed.c.incident_id,
+        ComponentDependency.component_id,
+        cast(func.coalesce(seed.c.via_id, seed.c.component_id), String(24)),
+        seed.c.status,
+        seed.c.since,
+    ).join(seed, ComponentDependency.depends_on_id == seed.c.component_id)
+    # UNION, not UNION ALL: a row met twice stops there, so even a cycle slipped past the
+    # catalog's check would end.
+    return seed.union(step)
+
+
+def _rank(status: str) -> int:
+    try:
+        return SEVERITY_ORDER.index(ComponentStatus(status))
+    except ValueError:
+        return len(SEVERITY_ORDER)
+
+
+def _collapse(rows: Sequence[Any]) -> list[AffectedComponent]:
+    """One entry per component: listed on the incident wins, else the worst path; earliest since."""
+    best: dict[str, Any] = {}
+    since: dict[str, datetime] = {}
+    for row in rows:
+        since[row.component_id] = min(since.get(row.component_id, row.since), row.since)
+        held = best.get(row.component_id)
+        if held is None or (row.via_id is None, -_rank(row.status)) > (held.via_id is None, -_rank(held.status)):
+            best[row.component_id] = row
+    found = [
+        AffectedComponent(
+            component_id=row.component_id,
+            name=row.name,
+            status=str(row.status),
+            via_id=row.via_id,
+            region_code=row.region_code,
+            since=since[row.component_id],
+        )
+        for row in best.values()
+    ]
+    found.sort(key=lambda c: (c.via_id is not None, _rank(c.status), c.name.lower(), c.component_id))
+    return found
+
+
+async def _incident(session: AsyncSession, incident_id: str) -> Incident:
+    incident = await session.get(Incident, incident_id)
+    if incident is None:
+        raise NotFound(f"no incident with id {incident_id!r}", field="incident_id")
+    return incident
+
+
+async def _components_of(session: AsyncSession, incident_id: str) -> list[AffectedComponent]:
+    affected = _affected_cte(IncidentComponent.incident_id == incident_id)
+    statement = (
+        select(
+            affected.c.component_id,
+            affected.c.via_id,
+            affected.c.status,
+            affected.c.since,
+            Component.name,
+            Region.code.label("region_code"),
+        )
+        .join(Component, Component.id == affected.c.component_id)
+        .outerjoin(Region, Region.id == Component.region_id)
+        .where(Component.is_group.is_(False))
+    )
+    return _collapse((await session.execute(statement)).all())
+
+
+async def affected_components(session: AsyncSession, incident_id: str) -> list[AffectedComponent]:
+    """The components the incident affects, its own first, then those that depend on them."""
+    await _incident(session, incident_id)
+    return await _components_of(session, incident_id)
+
+
+def window_end_of(incident: Incident) -> datetime | None:
+    """When the impact ended: the resolution (a maintenance not yet completed: its planned end)."""
+    if incident.resolved_at is None and incident.kind == Kind.maintenance:
+        return incident.scheduled_until
+    return incident.resolved_at
+
+
+# ------------------------------------------------------------------------------ accounts
+
+
+def _in_region(session: AsyncSession, code: str) -> ColumnElement[bool]:
+    """The account lists the region, or no region at all."""
+    if session.get_bind().dialect.name == "postgresql":
+        listed: ColumnElement[bool] = cast(Account.regions, JSONB).op("?")(code)
+    else:
+        entries = func.json_each(Account.regions).table_valued("value")
+        listed = exists(select(literal_column("1")).select_from(entries).where(entries.c.value == code))
+    return or_(func.json_array_length(Account.regions) == 0, listed)
+
+
+def _affected_ids(session: AsyncSession, components: Sequence[AffectedComponent]) -> _Rows:
+    """The ids of the accounts the components affect (a statement, used as ``IN (…)``)."""
+    plain = sorted({c.component_id for c in components if c.region_code is None})
+    regional: dict[str, set[str]] = {}
+    for c in components:
+        if c.region_code is not None:
+            regional.setdefault(c.region_code, set()).add(c.component_id)
+    parts: list[_Rows] = []
+    if plain:
+        parts.append(select(AccountComponent.account_id).where(AccountComponent.component_id.in_(plain)))
+    for code, ids in sorted(regional.items()):
+        parts.append(
+            select(AccountComponent.account_id)
+            .join(Account, Account.id == AccountComponent.account_id)
+            .where(AccountComponent.component_id.in_(sorted(ids)), _in_region(session, code))
+        )
+    if len(parts) == 1:
+        return parts[0]
+    return select(union(*parts).subquery().c.account_id)
+
+
+def _reaches(component: AffectedComponent, regions: Sequence[str]) -> bool:
+    return component.region_code is None or not regions or component.region_code in regions
+
+
+_ACCOUNT_COLUMNS = (
+    Account.id,
+    Account.external_id,
+    Account.name,
+    Account.tier,
+    Account.arr_cents,
+    Account.regions,
+    Account.csm_owner,
+)
+
+
+async def _impacts(
+    session: AsyncSession, components: Sequence[AffectedComponent], rows: Sequence[Any], window_end: datetime | None
+) -> list[AccountImpact]:
+    """Each account row with the affected components it uses (one query for the whole page)."""
+    if not rows:
+        return []
+    by_id = {c.component_id: c for c in components}
+    links = await session.execute(
+        select(AccountComponent.account_id, AccountComponent.component_id).where(
+            AccountComponent.account_id.in_([r.id for r in rows]), AccountComponent.component_id.in_(list(by_id))
+        )
+    )
+    used: dict[str, list[AffectedComponent]] = {}
+    for account_id, component_id in links:
+        used.setdefault(account_id, []).append(by_id[component_id])
+    order = {c.component_id: i for i, c in enumerate(components)}
+    found = []
+    for r in rows:
+        regions = list(r.regions or [])
+        mine = sorted((c for c in used.get(r.id, []) if _reaches(c, regions)), key=lambda c: order[c.component_id])
+        found.append(
+            AccountImpact(
+                account_id=r.id,
+                external_id=r.external_id,
+                name=r.name,
+                tier=r.tier,
+                arr_cents=int(r.arr_cents),
+                regions=regions,
+                csm_owner=r.csm_owner,
+                components=mine,
+                window_start=min(c.since for c in mine),
+                window_end=window_end,
+            )
+        )
+    return found
+
+
+def _accounts_statement(
+    session: AsyncSession, components: Sequence[AffectedComponent], *, tier: str | None = None
+) -> _Rows:
+    statement: _Rows = select(*_ACCOUNT_COLUMNS).where(Account.id.in_(_affected_ids(session, components)))
+    if tier is not None:
+        statement = statement.where(Account.tier == tier)
+    return statement.order_by(Account.arr_cents.desc(), Account.name, Account.id)
+
+
+async def affected_accounts(
+    session: AsyncSession, incident_id: str, *, limit: int | None = None, offset: int = 0, tier: str | None = None
+) -> list[AccountImpact]:
+    """The affected accounts, largest ARR first, then by name."""
+    incident = await _incident(session, incident_id)
+    components = await _components_of(session, incident_id)
+    if not components:
+        return []
+    statement = _accounts_statement(session, components, tier=tier).offset(offset)
+    if limit is not None:
+        statement = statement.limit(limit)
+    rows = (await session.execute(statement)).all()
+    return await _impacts(session, components, rows, window_end_of(incident))
+
+
+async def account_impact(session: AsyncSession, incident_id: str, account_id: str) -> AccountImpact | None:
+    """How the incident affects one account, or None when it does not."""
+    incident = await _incident(session, incident_id)
+    components = await _components_of(session, incident_id)
+    if not components:
+        return None
+    statement = select(*_ACCOUNT_COLUMNS).where(
+        Account.id == account_id, Account.id.in_(_affected_ids(session, components))
+    )
+    rows = (await session.execute(statement)).all()
+    found = await _impacts(session, components, rows, window_end_of(incident))
+    return found[0] if found else None
+
+
+async def incidents_affecting(
+    session: AsyncSession, account_id: str, *, resolved_since: datetime | None = None
+) -> list[str]:
+    """Ids of the open incidents (and those resolved at or after ``resolved_since``) that affect
+    the account, newest first."""
+    regions = await session.scalar(select(Account.regions).where(Account.id == account_id))
+    if regions is None:
+        return []
+    still: ColumnElement[bool] = Incident.resolved_at.is_(None)
+    if resolved_since is not None:
+        still = or_(still, Incident.resolved_at >= resolved_since)
+    affected = _affected_cte(and_(Incident.kind == Kind.incident, Incident.cancelled_at.is_(None), still))
+    statement = (
+        select(affected.c.incident_id, Region.code)
+        .join(
+            AccountComponent,
+            and_(AccountComponent.component_id == affected.c.component_id, AccountComponent.account_id == account_id),
+        )
+        .join(Component, Component.id == affected.c.component_id)
+        .outerjoin(Region, Region.id == Component.region_id)
+    )
+    hit = {
+        incident_id
+        for incident_id, code in (await session.execute(statement)).all()
+        if code is None or not regions or code in regions
+    }
+    if not hit:
+        return []
+    ordered = await session.scalars(
+        select(Incident.id).where(Incident.id.in_(hit)).order_by(Incident.started_at.desc(), Incident.id.desc())
+    )
+    return list(ordered)
+
+
+# ------------------------------------------------------------------------------ summary
+
+
+async def _total_arr(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.coalesce(func.sum(Account.arr_cents), 0))) or 0)
+
+
+async def _tiers(session: AsyncSession, components: Sequence[AffectedComponent]) -> list[TierImpact]:
+    statement = (
+        select(Account.tier, func.count(), func.coalesce(func.sum(Account.arr_cents), 0))
+        .where(Account.id.in_(_affected_ids(session, components)))
+        .group_by(Account.tier)
+    )
+    found = [TierImpact(tier, int(n), int(arr)) for tier, n, arr in (await session.execute(statement)).all()]
+    found.sort(key=lambda t: (-t.arr_cents, t.tier is None, (t.tier or "").lower()))
+    return found
+
+
+def _percent(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 4) if whole else 0.0
+
+
+async def _scope(
+    session: AsyncSession, components: Sequence[AffectedComponent], tiers: Sequence[str]
+) -> tuple[int, int, list[str]]:
+    """Count, ARR and the three largest names of the affected accounts of the given tiers."""
+    where = [Account.id.in_(_affected_ids(session, components))]
+    if tiers:
+        where.append(func.lower(Account.tier).in_(sorted({t.lower() for t in tiers})))
+    n, arr = (
+        await session.execute(select(func.count(), func.coalesce(func.sum(Account.arr_cents), 0)).where(*where))
+    ).one()
+    names: list[str] = []
+    if n:
+        names = list(
+            await session.scalars(
+                select(Account.name).where(*where).order_by(Account.arr_cents.desc(), Account.name).limit(3)
+            )
+        )
+    return int(n), int(arr), names
+
+
+async def suggest(
+    session: AsyncSession,
+    components: Sequence[AffectedComponent],
+    *,
+    account_count: int,
+    arr_cents: int,
+    total_arr_cents: int,
+) -> Suggestion | None:
+    """The first enabled rule, by position, that the impact satisfies."""
+    if not account_count:
+        return None
+    for rule in await rules.enabled_rules(session):
+        scoped = components
+        if rule.min_status:
+            limit = _rank(rule.min_status)
+            scoped = [c for c in components if _rank(c.status) <= limit]
+            if not scoped:
+                continue
+        if rule.tiers or rule.min_status:
+            n, arr, names = await _scope(session, scoped, rule.tiers)
+        else:
+            n, arr, names = account_count, arr_cents, []
+        facts = rules.Facts(
+            account_count=n,
+            arr_cents=arr,
+            total_arr_cents=total_arr_cents,
+            names=names,
+            component_names=[c.name for c in scoped],
+            statuses=[c.status for c in scoped],
+        )
+        reason = rules.holds(rule, facts)
+        if reason is not None:
+            return Suggestion(severity=rule.severity, rule_id=rule.id, rule_name=rule.name, reason=reason)
+    return None
+
+
+async def summarize(session: AsyncSession, incident_id: str, *, top: int = 10) -> ImpactSummary:
+    """Count and ARR of the affected accounts by tier, their share of all ARR, the largest accounts,
+    the affected components, the impact window and the severity the impact rules suggest."""
+    incident = await _incident(session, incident_id)
+    components = await _components_of(session, incident_id)
+    total = await _total_arr(session)
+    end = window_end_of(incident)
+    if not components:
+        return ImpactSummary(incident.id, 0, 0, total, 0.0, [], [], [], None, end, None)
+    by_tier = await _tiers(session, components)
+    count = sum(t.account_count for t in by_tier)
+    arr = sum(t.arr_cents for t in by_tier)
+    top_accounts: list[AccountImpact] = []
+    if count and top > 0:
+        rows = (await session.execute(_accounts_statement(session, components).limit(top))).all()
+        top_accounts = await _impacts(session, components, rows, end)
+    suggestion = await suggest(session, components, account_count=count, arr_cents=arr, total_arr_cents=total)
+    return ImpactSummary(
+        incident_id=incident.id,
+        account_count=count,
+        arr_cents=arr,
+        total_arr_cents=total,
+        arr_percent=_percent(arr, total),
+        by_tier=by_tier,
+        top=top_accounts,
+        components=components,
+        window_start=min(c.since for c in components),
+        window_end=end,
+        suggestion=suggestion,
+    )
