@@ -49,3 +49,32 @@ class ComponentPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: ComponentStatus = Field(description="The new status.")
+
+
+class ComponentRef(BaseModel):
+    """A component named in a dependency."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str = Field(description="Component id.")
+    name: str = Field(description="Component name.")
+
+
+class DependenciesRead(BaseModel):
+    """What a component depends on, and what depends on it (directly)."""
+
+    component_id: str = Field(description="The component.")
+    depends_on: list[ComponentRef] = Field(
+        description="Components it depends on: an incident on one of them affects this one too (transitively)."
+    )
+    dependents: list[ComponentRef] = Field(description="Components that depend on this one.")
+
+
+class DependenciesPut(BaseModel):
+    """The full list of components a component depends on (replaces the current list)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    depends_on: list[str] = Field(
+        max_length=200, description="Ids of the components it depends on; an empty list removes every dependency."
+    )

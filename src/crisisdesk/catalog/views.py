@@ -1,4 +1,4 @@
-"""Console pages for components: the status board, and status changes outside incidents."""
+"""Console pages for components: the status board, status changes outside incidents, dependencies."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from crisisdesk.auth.deps import ConsoleReader, ConsoleWriter, Tx
-from crisisdesk.catalog import service
+from crisisdesk.auth.deps import ConsoleAdmin, ConsoleReader, ConsoleWriter, Tx
+from crisisdesk.catalog import dependencies, service
 from crisisdesk.catalog.models import Component, ComponentStatus
-from crisisdesk.kit.console import Failure, discard, failure_of, form_values, render, see_other, text
+from crisisdesk.kit.console import Failure, as_list, discard, failure_of, form_values, render, see_other, text
 from crisisdesk.kit.errors import DomainError, InvalidInput
 
 router = APIRouter(include_in_schema=False)
@@ -49,12 +49,22 @@ def board(components: list[Component]) -> list[Section]:
 async def _page(request: Request, actor: object, session: Tx, *, failure: Failure | None = None) -> HTMLResponse:
     components = await service.list_components(session)
     status_code = 200 if failure is None else int(failure.values.get("_status", 422))
+    depends = await dependencies.edges(session)
+    needed_by: dict[str, list[str]] = {}
+    for dependent, targets in depends.items():
+        for target in targets:
+            needed_by.setdefault(target, []).append(dependent)
+    names = {c.id: c.name for c in components}
     return render(
         request,
         "console/components.html",
         actor=actor,
         board=board(components),
         statuses=list(ComponentStatus),
+        depends=depends,
+        needed_by={k: sorted(v, key=lambda i: (names.get(i) or i).lower()) for k, v in needed_by.items()},
+        names=names,
+        choices=sorted((c for c in components if not c.is_group), key=lambda c: c.name.lower()),
         failure=failure,
         status_code=status_code,
     )
@@ -84,4 +94,20 @@ async def set_component_status(request: Request, component_id: str, actor: Conso
             raise
         await discard(session)
         return await _page(request, actor, session, failure=failure_of(exc, form, values))
+    return see_other(f"/console/components#component-{component_id}")
+
+
+@router.post("/console/components/{component_id}/dependencies", response_class=HTMLResponse)
+async def set_dependencies(request: Request, component_id: str, actor: ConsoleAdmin, session: Tx) -> Response:
+    """Replace the components this one depends on (admins only)."""
+    values = await form_values(request)
+    try:
+        await dependencies.set_dependencies(
+            session, actor, component_id=component_id, depends_on_ids=as_list(values.get("depends_on"))
+        )
+    except DomainError as exc:
+        if exc.field == "component_id":
+            raise
+        await discard(session)
+        return await _page(request, actor, session, failure=failure_of(exc, f"dependencies-{component_id}", values))
     return see_other(f"/console/components#component-{component_id}")
