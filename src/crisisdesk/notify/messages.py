@@ -54,6 +54,8 @@ TOKEN = "T0KENxCRISISDESKxPLACEHOLDER"  # noqa: S105 - not a secret
 TOKEN_BYTES = TOKEN.encode()
 # Stands for the installation's base URL in messages written before it is known (pages' ack links).
 BASE_URL_MARK = "BASExCRISISDESKxURL"
+# Headers a payload message may set on its email (a ticket reply's In-Reply-To and References).
+THREADING_HEADERS = frozenset({"In-Reply-To", "References"})
 SUBSCRIBER_CHANNELS = frozenset({Channel.email, Channel.sms, Channel.webhook, Channel.slack, Channel.teams})
 STATUS_COLOURS = {
     "investigating": "#de350b",
@@ -200,6 +202,9 @@ class MessageBuilder:
         match channel:
             case Channel.email:
                 headers = self._email_headers(recipient.token) if recipient else {}
+                # A reply to a support ticket threads under the customer's message.
+                asked = payload.get("headers") or {}
+                headers |= {k: str(v) for k, v in asked.items() if k in THREADING_HEADERS}
                 return replace(base, html=str(html) if html else None, headers=headers)
             case Channel.slack:
                 return replace(base, body=slack.encode({"text": text}))
