@@ -13,7 +13,8 @@ from crisisdesk.incident.models import IncidentRole, Severity
 UpdateStatus = Literal["investigating", "identified", "monitoring", "resolved"]
 VALUES_HELP = (
     "Variable name → value: components a list of names, start_time / next_update_at ISO 8601 times, eta a time "
-    "or text, URLs http(s), everything else text. Omitted ones are taken from the incident where it knows them."
+    "or text, URLs http(s), everything else text. Omitted ones are taken from the incident where it knows them "
+    "(workaround, eta and eta_at from its current workaround and ETA)."
 )
 COMPONENTS_HELP = 'Component id → the status this update sets, e.g. {"cmp_123": "major_outage"}.'
 
@@ -26,10 +27,11 @@ class VariableSpec(BaseModel):
     """A variable a template may use."""
 
     name: str = Field(
-        description="components, start_time, workaround, next_update_at, eta, incident_url, status_page_url, "
-        "incident_name, or a custom name (lower-case letters, digits, _)."
+        description="components, start_time, workaround, next_update_at, eta, eta_at, incident_url, status_page_url, "
+        "incident_name; for proactive outreach account (account.name, account.tier …), affected_components, "
+        "impact_start; or a custom name (lower-case letters, digits, _)."
     )
-    type: Literal["components", "datetime", "text", "url", "eta"] | None = Field(
+    type: Literal["components", "datetime", "text", "url", "eta", "account"] | None = Field(
         default=None, description="Fixed for the known names; custom variables are text."
     )
     label: str | None = Field(default=None, max_length=120, description="What the form asks for.")

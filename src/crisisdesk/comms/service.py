@@ -30,12 +30,14 @@ from crisisdesk.comms.templates import (
     Renderer,
     Variable,
     coerce_values,
+    page_datetime,
     parse_variables,
     refuse_nul,
     render_all,
     sample_values,
 )
 from crisisdesk.config import Settings
+from crisisdesk.incident import guidance
 from crisisdesk.incident import policy as policies
 from crisisdesk.incident import service as incidents
 from crisisdesk.incident.models import (
@@ -268,13 +270,19 @@ def preview(
 async def incident_values(
     session: AsyncSession, settings: Settings, incident: Incident, *, next_update_at: datetime | None = None
 ) -> dict[str, Any]:
-    """What the incident already knows: components, start, links, the promise (to prefill a form)."""
+    """What the incident already knows: components, start, links, the promise, its current workaround and
+    ETA (published or not: the person writing sees them before anything is sent) (to prefill a form)."""
     names = {c.id: c.name for c in await catalog.list_components(session)}
     promise = next_update_at or incident.next_update_at
     if promise is None or promise <= utcnow():
         policy = await policies.get_policy(session, Severity(incident.severity or Severity.SEV3))
         promise = utcnow() + timedelta(minutes=policy.cadence_minutes)
+    now = await guidance.current(session, incident.id)
+    eta_at = now.eta.eta_at if now.eta is not None else None
     return {
+        "workaround": now.workaround.body if now.workaround is not None else "",
+        "eta": eta_at,
+        "eta_at": page_datetime(eta_at, settings.page_time_zone) if eta_at is not None else "",
         "components": [names[c.component_id] for c in incident.components if c.component_id in names],
         "start_time": incident.started_at,
         "next_update_at": promise,

@@ -26,17 +26,25 @@ from crisisdesk.kit.errors import InvalidInput
 from crisisdesk.notify.smstext import measure
 
 # The variables every template may declare, and their types; operators add their own text ones.
+# Where an incident is known, workaround, eta and eta_at come from its current workaround and ETA;
+# account, affected_components and impact_start are filled per account by proactive outreach.
 KNOWN_VARIABLES: dict[str, str] = {
     "components": "components",
     "start_time": "datetime",
     "workaround": "text",
     "next_update_at": "datetime",
     "eta": "eta",
+    "eta_at": "text",
     "incident_url": "url",
     "status_page_url": "url",
     "incident_name": "text",
+    "account": "account",
+    "affected_components": "components",
+    "impact_start": "datetime",
 }
-VARIABLE_TYPES = ("components", "datetime", "text", "url", "eta")
+VARIABLE_TYPES = ("components", "datetime", "text", "url", "eta", "account")
+# What an ``account`` variable holds: ``{{ account.name }}``, ``{{ account.tier }}`` …
+ACCOUNT_FIELDS = ("name", "tier", "external_id", "regions", "csm_owner")
 CUSTOM_TYPE = "text"
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 MAX_VARIABLES = 30
@@ -76,6 +84,17 @@ def _zone_label(value: datetime) -> str:
     return "UTC" if name in ("UTC", "GMT") else name
 
 
+def format_datetime(value: datetime, zone: ZoneInfo) -> str:
+    """A time as the ``datetime`` filter writes it, in ``zone``: 05 Mar 2026, 14:30 CET."""
+    moment = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(zone)
+    return f"{moment:%d %b %Y, %H:%M} {_zone_label(moment)}"
+
+
+def page_datetime(value: datetime, time_zone: str) -> str:
+    """A time in the page's time zone (an unknown zone name falls back to UTC)."""
+    return format_datetime(value, _tz(time_zone))
+
+
 def _make_env(*, autoescape: bool, zone: ZoneInfo) -> BoundedSandbox:
     env = BoundedSandbox(undefined=StrictUndefined, autoescape=autoescape)
     # No globals: range(), lipsum() and cycler() are of no use in a message and only widen the surface.
@@ -92,8 +111,7 @@ def _make_env(*, autoescape: bool, zone: ZoneInfo) -> BoundedSandbox:
         return f"{moment:%H:%M} {_zone_label(moment)}" if moment else str(value or "")
 
     def as_datetime(value: Any) -> str:
-        moment = local(value)
-        return f"{moment:%d %b %Y, %H:%M} {_zone_label(moment)}" if moment else str(value or "")
+        return format_datetime(value, zone) if isinstance(value, datetime) else str(value or "")
 
     def as_date(value: Any) -> str:
         moment = local(value)
@@ -161,6 +179,16 @@ def sample_values(variables: Sequence[Variable], *, now: datetime | None = None)
         "status_page_url": "https://status.example.com/",
         "incident_name": "Sign-in failures for SSO users",
         "workaround": "Sign in with a password instead.",
+        "eta_at": format_datetime(moment + timedelta(hours=2), ZoneInfo("Etc/UTC")),
+        "account": {
+            "name": "Example Corp",
+            "tier": "Enterprise",
+            "external_id": "CRM-0001",
+            "regions": "eu-west",
+            "csm_owner": "csm@example.com",
+        },
+        "affected_components": ["Sign-in (SSO)"],
+        "impact_start": moment - timedelta(minutes=20),
     }
     return {v.name: samples.get(v.name, f"[{v.label}]") for v in variables}
 
@@ -168,6 +196,8 @@ def sample_values(variables: Sequence[Variable], *, now: datetime | None = None)
 def empty_value(kind: str) -> Any:
     if kind == "components":
         return []
+    if kind == "account":
+        return dict.fromkeys(ACCOUNT_FIELDS, "")
     if kind in ("datetime", "eta"):
         return None
     return ""
@@ -204,6 +234,13 @@ def _parse_time(raw: Any, where: str) -> datetime:
 
 
 def _coerce(var: Variable, raw: Any, where: str) -> Any:
+    if var.type == "account":
+        # Outreach passes the account's fields; a form passes a name typed by hand.
+        given = raw if isinstance(raw, Mapping) else {"name": raw}
+        unknown = sorted(set(given) - set(ACCOUNT_FIELDS))
+        if unknown:
+            raise InvalidInput(f"{var.label} has no field {unknown[0]!r}", field=where)
+        return {key: _text(var, given.get(key) or "", where) for key in ACCOUNT_FIELDS}
     if var.type == "components":
         items = [raw] if isinstance(raw, str) else list(raw) if isinstance(raw, list | tuple) else None
         if items is None:

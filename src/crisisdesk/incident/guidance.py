@@ -31,7 +31,8 @@ from crisisdesk.kit.errors import Conflict, Forbidden, InvalidInput
 from crisisdesk.kit.render import markdown_to_html
 from crisisdesk.kit.time import as_utc, utcnow
 
-MAX_WORKAROUND = 10_000
+# A template variable holds at most 2000 characters (comms), and a workaround is read in a hurry.
+MAX_WORKAROUND = 2_000
 MAX_NOTE = 2_000
 # As elsewhere: instants outside these years are refused rather than stored.
 MIN_YEAR, MAX_YEAR = 1970, 9000
@@ -90,16 +91,20 @@ def check_eta(eta_at: datetime | None, incident: Incident) -> datetime | None:
 
 async def _incident(session: AsyncSession, actor: Actor, incident_id: str) -> Incident:
     actor.require(Scope.write)
-    incident = await service.get_incident(session, incident_id)
-    if incident.kind != Kind.incident:
-        raise InvalidInput("a scheduled maintenance has no workaround or ETA", field="incident_id")
-    return incident
+    # A maintenance has no workaround or ETA: its id is "no incident" here (404).
+    return await service.get_incident(session, incident_id, kind=Kind.incident)
+
+
+async def may_publish(session: AsyncSession, actor: Actor, incident: Incident) -> bool:
+    """Publishing is public free text: the severity policy's approval rule applies to it."""
+    if not actor.can(Scope.write):
+        return False
+    policy = await policies.get_policy(session, Severity(incident.severity or Severity.SEV3))
+    return not policy.free_text_approval or await service.may_approve(session, actor, incident)
 
 
 async def _check_publish(session: AsyncSession, actor: Actor, incident: Incident, *, field: str) -> None:
-    """Publishing is public free text: the severity policy's approval rule applies to it."""
-    policy = await policies.get_policy(session, Severity(incident.severity or Severity.SEV3))
-    if policy.free_text_approval and not await service.may_approve(session, actor, incident):
+    if not await may_publish(session, actor, incident):
         raise Forbidden(
             f"publishing on a {incident.severity} incident needs the Communications Lead or an admin; "
             "save it unpublished and ask them to publish it",

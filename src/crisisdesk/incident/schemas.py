@@ -204,3 +204,61 @@ class SeverityPolicyPatch(_Input):
         default=None,
         description="Whether a free-text public update needs approval by the Communications Lead or an admin.",
     )
+
+
+class WorkaroundRead(BaseModel):
+    """One version of the incident's workaround; an empty body is a withdrawal."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int = Field(description="Version id (increasing).")
+    body: str = Field(description="The workaround (Markdown); empty when this version withdrew it.")
+    body_html: str = Field(description="The workaround rendered to sanitised HTML.")
+    published: bool = Field(description="Whether it shows on the public status page while it is current.")
+    author_id: str | None = Field(description="Who wrote it.")
+    created_at: datetime = Field(description="When it was written.")
+
+
+class EtaRead(BaseModel):
+    """One estimate of when the incident will be fixed; no eta_at is a withdrawal."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int = Field(description="Version id (increasing).")
+    eta_at: datetime | None = Field(description="When the fix is expected; empty when this version withdrew it.")
+    note: str = Field(description="Why the estimate was set or moved.")
+    published: bool = Field(description="Whether it shows on the public status page while it is current.")
+    author_id: str | None = Field(description="Who set it.")
+    created_at: datetime = Field(description="When it was set.")
+
+
+class GuidanceRead(BaseModel):
+    """The incident's current workaround and ETA, and every earlier version (newest first)."""
+
+    workaround: WorkaroundRead | None = Field(description="The current workaround; empty if none or withdrawn.")
+    eta: EtaRead | None = Field(description="The current ETA; empty if none or withdrawn.")
+    workarounds: list[WorkaroundRead] = Field(description="Every workaround version, newest first.")
+    etas: list[EtaRead] = Field(description="Every ETA version, newest first.")
+
+
+class WorkaroundPut(_Input):
+    """Set, change, publish or withdraw the workaround (an empty body withdraws it)."""
+
+    body: str = Field(description="What customers can do meanwhile (Markdown, at most 2000 characters); '' withdraws.")
+    published: bool = Field(
+        default=False,
+        description="Show it on the public status page. On a severity whose policy asks for approval of free "
+        "text, only the Communications Lead or an admin publishes.",
+    )
+
+
+class EtaPut(_Input):
+    """Set, move, publish or withdraw the ETA (eta_at null withdraws it)."""
+
+    eta_at: AwareDatetime | None = Field(
+        description="When the fix is expected (ISO 8601 with offset); not before the incident started; null withdraws."
+    )
+    note: str = Field(default="", description="Why it was set or moved (at most 2000 characters).")
+    published: bool = Field(
+        default=False, description="Show it on the public status page (the same approval rule as the workaround)."
+    )

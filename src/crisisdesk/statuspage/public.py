@@ -17,6 +17,7 @@ from sqlalchemy.orm import selectinload
 from crisisdesk.catalog.models import Component, ComponentStatus, ComponentStatusChange
 from crisisdesk.catalog.service import worst
 from crisisdesk.config import Settings
+from crisisdesk.incident.guidance import Guidance, current_many
 from crisisdesk.incident.models import Incident, IncidentStatus, IncidentUpdate, Kind, MaintenanceStatus, Visibility
 from crisisdesk.kit.time import utcnow
 from crisisdesk.statuspage.models import StatusPage
@@ -64,6 +65,8 @@ class PublicData:
     incidents: list[Incident]  # newest first, public updates only (newest first)
     maintenances: list[Incident]  # newest window first
     history: dict[str, list[tuple[datetime, ComponentStatus]]] = field(default_factory=dict)
+    # The published current workaround and ETA of open incidents; unpublished ones never get here.
+    guidance: dict[str, Guidance] = field(default_factory=dict)
 
     @property
     def by_id(self) -> dict[str, Component]:
@@ -133,8 +136,21 @@ async def load(
     incidents = list(await session.scalars(events(Kind.incident, Incident.created_at.desc())))
     maintenances = list(await session.scalars(events(Kind.maintenance, Incident.scheduled_for.desc())))
     history = await _history(session, now)
+    guidance = await published_guidance(session, [i.id for i in incidents if i.status in OPEN_INCIDENT])
     return PublicData(page=page, base_url=settings.base_url.rstrip("/"), now=now, components=components,
-                      incidents=incidents, maintenances=maintenances, history=history)  # fmt: skip
+                      incidents=incidents, maintenances=maintenances, history=history,
+                      guidance=guidance)  # fmt: skip
+
+
+async def published_guidance(session: AsyncSession, incident_ids: list[str]) -> dict[str, Guidance]:
+    """The current workaround and ETA of these incidents, each only if published."""
+    found = {}
+    for incident_id, now in (await current_many(session, incident_ids)).items():
+        workaround = now.workaround if now.workaround is not None and now.workaround.published else None
+        eta = now.eta if now.eta is not None and now.eta.published else None
+        if workaround is not None or eta is not None:
+            found[incident_id] = Guidance(workaround=workaround, eta=eta)
+    return found
 
 
 async def _history(session: AsyncSession, now: datetime) -> dict[str, list[tuple[datetime, ComponentStatus]]]:

@@ -185,6 +185,7 @@ def _common(data: PublicData, css: bytes, js: bytes) -> dict[str, Any]:
         "css_version": widget.fingerprint(css),
         "js_version": widget.fingerprint(js),
         "affected_names": affected_names(data),
+        "guidance_of": data.guidance.get,
     }
 
 
