@@ -24,6 +24,7 @@ from crisisdesk.oncall import tasks as oncall_tasks
 from crisisdesk.signal import tasks as signal_tasks
 from crisisdesk.statuspage import publish as publishing
 from crisisdesk.statuspage.store import SiteStore
+from crisisdesk.support import tasks as support_tasks
 
 log = logging.getLogger(__name__)
 BEAT_SECONDS = 5.0
@@ -37,6 +38,7 @@ def register_tasks(runtime: Runtime) -> None:
     comms_tasks.register(runtime.runner, runtime.settings)
     signal_tasks.register(runtime)
     oncall_tasks.register(runtime)
+    support_tasks.register(runtime)
 
 
 async def tick(runtime: Runtime, store: SiteStore | None, state: dict[str, object]) -> int:
