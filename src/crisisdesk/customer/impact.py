@@ -13,6 +13,8 @@ run everywhere). Maintenance windows are assessed the same way as incidents.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +44,7 @@ from crisisdesk.customer import rules
 from crisisdesk.customer.models import Account, AccountComponent
 from crisisdesk.incident.models import Incident, IncidentComponent, Kind
 from crisisdesk.kit.errors import NotFound
+from crisisdesk.kit.time import iso
 
 _Rows = Select[*tuple[Any, ...]]
 
@@ -317,6 +320,60 @@ async def affected_accounts(
         statement = statement.limit(limit)
     rows = (await session.execute(statement)).all()
     return await _impacts(session, components, rows, window_end_of(incident))
+
+
+async def affected_count(session: AsyncSession, incident_id: str, *, tier: str | None = None) -> int:
+    """How many accounts the incident affects (of one tier, when given)."""
+    await _incident(session, incident_id)
+    components = await _components_of(session, incident_id)
+    if not components:
+        return 0
+    statement = select(func.count()).where(Account.id.in_(_affected_ids(session, components)))
+    if tier is not None:
+        statement = statement.where(Account.tier == tier)
+    return int(await session.scalar(statement) or 0)
+
+
+CSV_COLUMNS = (
+    "external_id",
+    "name",
+    "tier",
+    "arr",
+    "regions",
+    "components",
+    "window_start",
+    "window_end",
+    "csm_owner",
+)
+
+
+async def export_csv(session: AsyncSession, incident_id: str, *, batch: int = 1000) -> str:
+    """Every affected account as CSV, largest ARR first; components by name, separated by ";"."""
+    incident = await _incident(session, incident_id)
+    components = await _components_of(session, incident_id)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    if not components:
+        return out.getvalue()
+    end = window_end_of(incident)
+    result = await session.stream(_accounts_statement(session, components).execution_options(yield_per=batch))
+    async for rows in result.partitions(batch):
+        for a in await _impacts(session, components, rows, end):
+            writer.writerow(
+                (
+                    a.external_id,
+                    a.name,
+                    a.tier or "",
+                    f"{a.arr_cents // 100}.{a.arr_cents % 100:02d}",
+                    ";".join(a.regions),
+                    ";".join(c.name for c in a.components),
+                    iso(a.window_start),
+                    iso(a.window_end) or "",
+                    a.csm_owner or "",
+                )
+            )
+    return out.getvalue()
 
 
 async def account_impact(session: AsyncSession, incident_id: str, account_id: str) -> AccountImpact | None:

@@ -213,6 +213,20 @@ async def update_rule(
     return rule
 
 
+async def move_rule(session: AsyncSession, actor: Actor, rule: ImpactRule, *, up: bool) -> ImpactRule:
+    """Swap the rule with the one tried just before it (``up``) or just after it (admins only)."""
+    actor.require(Scope.admin)
+    ordered = await list_rules(session)
+    for i, r in enumerate(ordered):
+        r.position = i  # renumbered, so equal positions never make a swap a no-op
+    at = next(i for i, r in enumerate(ordered) if r.id == rule.id)
+    other = at - 1 if up else at + 1
+    if 0 <= other < len(ordered):
+        ordered[at].position, ordered[other].position = other, at
+    await session.flush()
+    return rule
+
+
 async def delete_rule(session: AsyncSession, actor: Actor, rule: ImpactRule) -> None:
     """Delete a rule (admins only)."""
     actor.require(Scope.admin)
