@@ -178,7 +178,7 @@ def render_with(
     """The macro's subject (one line) and body for the incident ``values`` and this ticket."""
     env = _env(time_zone)
     context = {**values, **ticket_values(ticket)}
-    label = LABELS.get(MacroKind(macro.kind), "macro")
+    label = LABELS.get(MacroKind(macro.kind), "macro").lower()
     subject = _render(env, macro.subject, context, field="subject", label=f"{label}'s subject")
     body = _render(env, macro.body, context, field="body", label=label)
     return " ".join(subject.split()), body.strip()
@@ -233,7 +233,7 @@ async def approved_macros(session: AsyncSession, incident_id: str) -> list[Macro
 
 def check(subject: str, body: str, *, kind: MacroKind, time_zone: str = "Etc/UTC") -> tuple[str, str]:
     """The macro's cleaned subject and body, checked: syntax, known variables, a trial render."""
-    label = LABELS[kind]
+    label = LABELS[kind].lower()
     subject = " ".join((subject or "").split())
     body = (body or "").strip()
     for value, field, limit in ((subject, "subject", MAX_SUBJECT), (body, "body", MAX_BODY)):
