@@ -362,6 +362,72 @@ async def start_page(
     policy = await session.get(EscalationPolicy, escalation_policy_id) if escalation_policy_id else None
     if policy is None:
         raise NotFound(f"no escalation policy with id {escalation_policy_id!r}", field="escalation_policy_id")
+    return await _begin(
+        session,
+        frozen=freeze(policy),
+        escalation_policy_id=policy.id,
+        title=title,
+        urgency=urgency,
+        incident_id=incident_id,
+        alert_group_id=alert_group_id,
+        role=role,
+        actor=actor,
+    )
+
+
+async def page_user(
+    session: AsyncSession,
+    *,
+    user_id: str,
+    title: str,
+    urgency: Urgency = Urgency.high,
+    incident_id: str | None = None,
+    reason: str = "directly",
+    timeout_minutes: int = 5,
+    repeats: int = 1,
+    actor: Actor | None = None,
+) -> Page:
+    """Page one user directly, by their notification rules, as a one-level policy of their own.
+
+    At high urgency an unacknowledged page notifies them again after ``timeout_minutes``,
+    ``repeats`` more times; no one else is reached. ``reason`` names the policy the page shows.
+    """
+    title = check_title(title)
+    urgency = parse_urgency(urgency)
+    user = await session.get(User, user_id) if user_id else None
+    if user is None or not user.is_active:
+        raise NotFound(f"no active user with id {user_id!r}", field="user_id")
+    frozen = {
+        "id": None,
+        "name": f"{user.name} ({reason})",
+        "levels": [{"timeout_minutes": timeout_minutes, "targets": [{"type": "user", "id": user.id}]}],
+        "repeats": repeats,
+    }
+    return await _begin(
+        session,
+        frozen=frozen,
+        escalation_policy_id=None,
+        title=title,
+        urgency=urgency,
+        incident_id=incident_id,
+        alert_group_id=None,
+        role=None,
+        actor=actor,
+    )
+
+
+async def _begin(
+    session: AsyncSession,
+    *,
+    frozen: dict[str, Any],
+    escalation_policy_id: str | None,
+    title: str,
+    urgency: Urgency,
+    incident_id: str | None,
+    alert_group_id: str | None,
+    role: str | None,
+    actor: Actor | None,
+) -> Page:
     if incident_id is not None and await session.get(Incident, incident_id) is None:
         raise NotFound(f"no incident with id {incident_id!r}", field="incident_id")
     now = utcnow()
@@ -369,8 +435,8 @@ async def start_page(
         title=title,
         urgency=urgency,
         status=PageStatus.triggered,
-        escalation_policy_id=policy.id,
-        policy=freeze(policy),
+        escalation_policy_id=escalation_policy_id,
+        policy=frozen,
         level=0,
         cycle=0,
         incident_id=incident_id,
@@ -382,14 +448,15 @@ async def start_page(
     session.add(page)
     await session.flush()
     who = f" by {actor.name}" if actor is not None else ""
+    name = frozen["name"]
     await _event(
         session,
         page,
         "triggered",
-        f"Page started{who} on {policy.name} ({urgency} urgency)",
+        f"Page started{who} on {name} ({urgency} urgency)",
         user_id=actor.user_id if actor else None,
     )
-    await _timeline(session, page, "page_started", f"Paging {policy.name}: {title}", policy=policy.name)
+    await _timeline(session, page, "page_started", f"Paging {name}: {title}", policy=name)
     await notify_level(session, page, level=0, cycle=0)
     await _schedule_escalation(session, page)
     return page
