@@ -82,6 +82,12 @@
     try { topics = JSON.parse(event.data); } catch (e) { topics = []; }
     // A new snapshot alone says nothing the console shows.
     if (topics.length && topics.every(function (t) { return t === "snapshot"; })) return;
+    // A page that names its topics (data-live-topics="incident:<id> …") refreshes only on those.
+    var scope = main() && main().querySelector("[data-live-topics]");
+    if (scope && topics.length) {
+      var wanted = scope.getAttribute("data-live-topics").split(/\s+/);
+      if (!topics.some(function (t) { return wanted.indexOf(t) >= 0; })) return;
+    }
     schedule();
   });
   source.addEventListener("error", function () { /* EventSource reconnects by itself */ });
