@@ -30,6 +30,7 @@ from crisisdesk.signal import probe_api, probe_views
 from crisisdesk.signal import views as signal_views
 from crisisdesk.statuspage import views as statuspage_views
 from crisisdesk.support import api as tickets_api
+from crisisdesk.support import brief_api, brief_views
 from crisisdesk.support import views as tickets_views
 
 
@@ -59,6 +60,8 @@ def include_all(app: FastAPI) -> None:
     app.include_router(impact_views.router)
     app.include_router(guidance_api.router, prefix="/api/v1")
     app.include_router(guidance_views.router)
+    app.include_router(brief_api.router, prefix="/api/v1")
+    app.include_router(brief_views.router)
     app.include_router(tickets_api.router, prefix="/api/v1")
     app.include_router(tickets_views.router)
     app.include_router(health.router)
