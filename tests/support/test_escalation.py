@@ -3,6 +3,7 @@ one page per minute, the fallbacks without a commander, and the refusals."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -264,3 +265,29 @@ async def test_bad_input_and_roles_are_refused(client: httpx.AsyncClient, db: Da
     assert field_error(bad.text, "note") and "at most 2000" in (field_error(bad.text, "note") or "")
     assert "y" * 2001 in bad.text, "the note typed is kept"
     assert await _pages(db, found["incident"].id) == []
+
+
+async def test_the_tickets_list_escalates_and_comes_back(client: httpx.AsyncClient, db: Database) -> None:
+    found = await _incident_with_commander(db)
+    incident, ticket = found["incident"], found["ticket"]
+    _, csrf = await sign_in(client, db, role=Role.responder)
+    listing = await client.get(f"/console/tickets?view=linked&incident={incident.id}", headers=HTML)
+    assert listing.status_code == 200
+    assert f'action="/console/tickets/{ticket.id}/escalate"' in listing.text
+    back = re.search(r'name="next" value="([^"]+)"', listing.text[listing.text.index("escalate-form") :])
+    assert back and back.group(1).startswith("/console/tickets")
+    target = back.group(1).replace("&amp;", "&")
+    done = await client.post(
+        f"/console/tickets/{ticket.id}/escalate", headers=HTML, data={"csrf_token": csrf, "next": target}
+    )
+    assert done.status_code == 303 and done.headers["location"] == target
+    assert len(await _pages(db, incident.id)) == 1
+    # Somewhere else than the console is not a place to come back to.
+    async with db.session() as s:
+        other = await make_ticket(s, incident_id=incident.id)
+    away = await client.post(
+        f"/console/tickets/{other.id}/escalate", headers=HTML, data={"csrf_token": csrf, "next": "//evil.example/"}
+    )
+    assert away.headers["location"] == f"/console/incidents/{incident.id}/brief#escalations"
+    panel = await client.get(f"/console/incidents/{incident.id}", headers=HTML)
+    assert f'href="/console/incidents/{incident.id}/brief" id="tickets-brief-link"' in panel.text
