@@ -37,6 +37,8 @@ PUBLIC_ROUTES = {
     # Alert sources: the token in the URL (or the Events v2 routing_key) is the key.
     ("POST", "/hooks/{token}"),
     ("POST", "/v2/enqueue"),
+    # Helpdesk webhooks: the token in the URL routes, the vendor's signature authenticates.
+    ("POST", "/support/hooks/{token}"),
     # A page's acknowledge link (the token is the key; only the POST acknowledges) and the heartbeat.
     ("GET", "/pages/ack/{token}"),
     ("POST", "/pages/ack/{token}"),

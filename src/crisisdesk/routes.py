@@ -31,6 +31,9 @@ from crisisdesk.signal import views as signal_views
 from crisisdesk.statuspage import views as statuspage_views
 from crisisdesk.support import api as tickets_api
 from crisisdesk.support import brief_api, brief_views
+from crisisdesk.support import helpdesk_api as helpdesks_api
+from crisisdesk.support import helpdesk_views as helpdesks_views
+from crisisdesk.support import hooks as support_hooks
 from crisisdesk.support import views as tickets_views
 
 
@@ -62,6 +65,9 @@ def include_all(app: FastAPI) -> None:
     app.include_router(guidance_views.router)
     app.include_router(brief_api.router, prefix="/api/v1")
     app.include_router(brief_views.router)
+    app.include_router(helpdesks_api.router, prefix="/api/v1")
+    app.include_router(helpdesks_views.router)
+    app.include_router(support_hooks.router)
     app.include_router(tickets_api.router, prefix="/api/v1")
     app.include_router(tickets_views.router)
     app.include_router(health.router)

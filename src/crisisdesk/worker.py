@@ -24,6 +24,7 @@ from crisisdesk.oncall import tasks as oncall_tasks
 from crisisdesk.signal import tasks as signal_tasks
 from crisisdesk.statuspage import publish as publishing
 from crisisdesk.statuspage.store import SiteStore
+from crisisdesk.support import inbound
 from crisisdesk.support import tasks as support_tasks
 
 log = logging.getLogger(__name__)
@@ -64,11 +65,15 @@ async def tick(runtime: Runtime, store: SiteStore | None, state: dict[str, objec
 
 
 async def work_forever(runtime: Runtime, store: SiteStore | None, *, idle: float = 0.5) -> None:
-    """Run due jobs, the probe lane (checks, vendor polls) and the delivery worker side by side."""
+    """Run due jobs, the probe lane (checks, vendor polls), the delivery worker and, when its port is set,
+    the support email receiver side by side."""
     lanes = [
         asyncio.create_task(_deliver_forever(runtime), name="deliveries"),
         asyncio.create_task(_probes_forever(runtime, idle=idle), name="probes"),
     ]
+    if runtime.settings.inbound_smtp_port is not None:
+        # Support email arrives at every worker; the port is shared between processes.
+        lanes.append(asyncio.create_task(inbound.receive_forever(runtime.db, runtime.settings), name="support-mail"))
     try:
         await _jobs_forever(runtime, store, idle=idle)
     finally:
