@@ -12,7 +12,7 @@ from crisisdesk.catalog import views as catalog_views
 from crisisdesk.comms import api as comms_api
 from crisisdesk.comms import views as comms_views
 from crisisdesk.customer import api as customer_api
-from crisisdesk.customer import impact_api, impact_views
+from crisisdesk.customer import impact_api, impact_views, outreach_api, outreach_views
 from crisisdesk.incident import api as incident_api
 from crisisdesk.incident import guidance_api, guidance_views
 from crisisdesk.incident import views as incident_views
@@ -63,6 +63,8 @@ def include_all(app: FastAPI) -> None:
     app.include_router(impact_views.router)
     app.include_router(guidance_api.router, prefix="/api/v1")
     app.include_router(guidance_views.router)
+    app.include_router(outreach_api.router, prefix="/api/v1")
+    app.include_router(outreach_views.router)
     app.include_router(brief_api.router, prefix="/api/v1")
     app.include_router(brief_views.router)
     app.include_router(helpdesks_api.router, prefix="/api/v1")

@@ -10,7 +10,7 @@ or Markdown, where escaping would show ``&amp;`` to readers.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -325,11 +325,25 @@ class Renderer:
 
     def render(self, variant: str, source: str, values: Mapping[str, Any]) -> str:
         """One variant with these values; any failure is a 422 naming the variant."""
+        return self.compile(variant, source)(values)
+
+    def compile(self, variant: str, source: str) -> Callable[[Mapping[str, Any]], str]:
+        """One variant compiled once, to render for many sets of values (outreach renders per account)."""
         if not source:
-            return ""
-        env = self.env_for(variant)
+            return lambda values: ""
+        compiled: list[Template] = []
+
+        def render(values: Mapping[str, Any]) -> str:
+            return self._render_compiled(variant, source, compiled, values)
+
+        return render
+
+    def _render_compiled(self, variant: str, source: str, compiled: list[Template], values: Mapping[str, Any]) -> str:
         try:
-            output = self._bounded(env.from_string(source), values)
+            if not compiled:
+                # Compiled at the first render, inside the same error handling as rendering.
+                compiled.append(self.env_for(variant).from_string(source))
+            output = self._bounded(compiled[0], values)
         except SecurityError as exc:
             raise InvalidInput(f"{VARIANTS[variant]}: not allowed in a template ({exc})", field=variant) from None
         except TemplateSyntaxError as exc:
