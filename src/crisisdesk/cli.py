@@ -307,6 +307,8 @@ async def _seed(settings: Settings) -> dict[str, object]:
 def worker() -> None:
     """Run the background workers alone (due jobs, fan-outs and notification deliveries; no web server).
 
+    With CRISISDESK_INBOUND_SMTP_PORT set, it also receives support email there (tickets).
+
     Start as many as you like on any number of machines against one PostgreSQL database; they
     share the work through leases. Stops cleanly on SIGTERM or Ctrl-C.
     """
@@ -340,6 +342,8 @@ async def _work(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     out.print("worker running; press Ctrl-C to stop")
+    if settings.inbound_smtp_port is not None:
+        out.print(f"support email: SMTP on {settings.inbound_smtp_host}:{settings.inbound_smtp_port}")
     task = asyncio.create_task(work_forever(runtime, None), name="worker")
     stopping = asyncio.create_task(stop.wait())
     try:

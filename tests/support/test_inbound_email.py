@@ -19,6 +19,7 @@ from crisisdesk.worker import work_forever
 from tests.fixtures.api import count_rows
 from tests.fixtures.helpdesks import make_account, tickets
 from tests.fixtures.server import free_port
+from tests.fixtures.workers import WorkerPool, wait_until
 
 HOST = "127.0.0.1"
 
@@ -184,3 +185,27 @@ async def test_the_worker_receives_support_mail_when_its_port_is_set(db: Databas
     # Stopped with the worker: the port is free again.
     with pytest.raises((aiosmtplib.SMTPConnectError, OSError)):
         await send(port, message(message_id="<after@x>"))
+
+
+@pytest.mark.slow
+async def test_crisisdesk_workers_share_the_support_mail_port(tmp_path: Path, database_url: str, db: Database) -> None:
+    port = free_port()
+    with WorkerPool(tmp_path, database_url, env={"CRISISDESK_INBOUND_SMTP_PORT": str(port)}) as pool:
+        first, second = pool.start(), pool.start()
+        assert f"support email: SMTP on 127.0.0.1:{port}" in first.output()
+
+        async def listening() -> bool:
+            try:
+                await send(port, message(message_id="<first@x>"))
+            except (aiosmtplib.SMTPConnectError, OSError):
+                return False
+            return True
+
+        await wait_until(listening, 20, "the workers to listen", describe=pool.outputs)
+        for n in range(10):
+            await send(port, message(subject=f"Outage {n}", message_id=f"<m{n}@x>"))
+        first.stop()  # the other worker keeps receiving
+        await wait_until(listening, 10, "the second worker to take the mail", describe=pool.outputs)
+        await send(port, message(subject="After", message_id="<after@x>"))
+        assert second.alive
+    assert await count_rows(db, Ticket) == 12
