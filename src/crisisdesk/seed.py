@@ -21,6 +21,7 @@ from crisisdesk.catalog import service as catalog
 from crisisdesk.catalog.models import Component, ComponentStatus, ComponentStatusChange
 from crisisdesk.comms import library
 from crisisdesk.config import Settings
+from crisisdesk.customer import demo as customers
 from crisisdesk.incident import policy
 from crisisdesk.incident import service as incidents
 from crisisdesk.incident.models import (
@@ -444,6 +445,7 @@ async def seed_demo(db: Database, settings: Settings) -> dict[str, object]:
         await library.seed_library(session, admin)
         await _subscribers(session, components, now)
         await _oncall(session, admin, users, now)
+        seeded = await customers.seed_customers(session, admin, components)
         start = (now + timedelta(days=3)).replace(hour=22, minute=0, second=0, microsecond=0)
         await maintenance.schedule(
             session,
@@ -515,4 +517,5 @@ async def seed_demo(db: Database, settings: Settings) -> dict[str, object]:
         "admin_password": DEMO_PASSWORD,
         "components": len(components),
         "users": len(users),
+        "accounts": seeded.accounts,
     }
