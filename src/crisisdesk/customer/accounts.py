@@ -18,13 +18,23 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.catalog.models import Component
-from crisisdesk.customer.models import Account, AccountComponent, AccountContact, SlaContract
+from crisisdesk.customer.models import Account, AccountComponent, AccountContact, AccountDomain, SlaContract
 from crisisdesk.kit.errors import Conflict, InvalidInput, NotFound
 from crisisdesk.kit.time import utcnow
 
 MAX_ARR_CENTS = 10**17  # a hundred million million in currency units; more is a typo
 _REGION = re.compile(r"[a-z0-9][a-z0-9._-]{0,39}\Z")
 _FORBIDDEN_IN_CONTACT = set("<>;()")
+_DOMAIN = re.compile(r"(?=.{4,253}\Z)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?\Z")
+# Anyone can open an address at these: allow-listing one would let strangers into the account's page.
+PUBLIC_MAIL_DOMAINS = frozenset(
+    {
+        "gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "live.com", "msn.com", "yahoo.com",
+        "ymail.com", "icloud.com", "me.com", "mac.com", "aol.com", "proton.me", "protonmail.com", "gmx.com",
+        "gmx.de", "gmx.net", "web.de", "mail.com", "mail.ru", "yandex.ru", "yandex.com", "qq.com", "163.com",
+        "zoho.com", "fastmail.com", "hey.com", "tutanota.com",
+    }
+)  # fmt: skip
 
 
 @dataclass
@@ -57,6 +67,9 @@ class AccountData:
     csm_owner: str | None = None
     helpdesk_org_id: str | None = None
     sla: Sla | None = None
+    # Email domains allowed on the account's private page; None keeps the stored ones (a CSV
+    # without the column).
+    domains: list[str] | None = None
 
 
 # ------------------------------------------------------------------------------ checks
@@ -136,6 +149,27 @@ def contacts(values: Sequence[Contact]) -> list[Contact]:
     return list(values)
 
 
+def domain(value: str) -> str:
+    """An email domain as stored: lower-case ASCII (IDNA), no "@", not a public mail provider."""
+    raw = value.strip()
+    name = raw.lower().removeprefix("@").rstrip(".")
+    if not name.isascii():
+        try:
+            name = name.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise InvalidInput(f"{raw!r} is not a domain name", field="domains") from None
+    if not _DOMAIN.match(name):
+        raise InvalidInput(f"{raw!r} is not a domain name like example.com", field="domains")
+    if name in PUBLIC_MAIL_DOMAINS:
+        raise InvalidInput(f"{name} is a public mail provider: anyone can have an address there", field="domains")
+    return name
+
+
+def domains(values: Sequence[str]) -> list[str]:
+    """Checked domains, in the order given, each once."""
+    return list(dict.fromkeys(domain(v) for v in values if v.strip()))
+
+
 def percent(value: float, field_name: str, *, above_zero: bool = False) -> float:
     if value != value or value < 0 or value > 100 or (above_zero and value == 0):
         bound = "above 0" if above_zero else "at least 0"
@@ -193,6 +227,10 @@ def _apply(account: Account, data: AccountData) -> None:
         row.position, row.name, row.role = i, c.name, c.role
         contacts_now.append(row)
     account.contacts = contacts_now
+    if data.domains is not None:
+        kept_domains = [row for row in account.domains if row.domain in data.domains]
+        held = {row.domain for row in kept_domains}
+        account.domains = kept_domains + [AccountDomain(domain=d) for d in data.domains if d not in held]
     if data.sla is None:
         account.sla = None
     else:
@@ -217,6 +255,28 @@ async def check_components(session: AsyncSession, ids: Sequence[str]) -> list[st
     return wanted
 
 
+async def domain_owners(session: AsyncSession, names: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """For each of these domains held by an account: ``domain -> (account id, external id)``."""
+    owners: dict[str, tuple[str, str]] = {}
+    wanted = list(dict.fromkeys(names))
+    for start in range(0, len(wanted), 500):
+        rows = await session.execute(
+            select(AccountDomain.domain, Account.id, Account.external_id)
+            .join(Account, Account.id == AccountDomain.account_id)
+            .where(AccountDomain.domain.in_(wanted[start : start + 500]))
+        )
+        owners.update({name: (account_id, external_id) for name, account_id, external_id in rows.all()})
+    return owners
+
+
+async def check_domains(session: AsyncSession, names: Sequence[str], *, account_id: str | None) -> list[str]:
+    """The domains, refused (409) when another account holds one: a domain opens one account's page."""
+    for name, (owner_id, external_id) in (await domain_owners(session, names)).items():
+        if owner_id != account_id:
+            raise Conflict(f"{name} is allowed for the account {external_id!r}; remove it there first", field="domains")
+    return list(names)
+
+
 async def by_external_id(session: AsyncSession, external_id: str) -> Account | None:
     return await session.scalar(select(Account).where(Account.external_id == external_id))
 
@@ -224,7 +284,7 @@ async def by_external_id(session: AsyncSession, external_id: str) -> Account | N
 async def create(session: AsyncSession, data: AccountData) -> Account:
     if await by_external_id(session, data.external_id) is not None:
         raise Conflict(f"an account with external id {data.external_id!r} exists", field="external_id")
-    account = Account(components=[], contacts=[], sla=None)
+    account = Account(components=[], contacts=[], sla=None, domains=[])
     _apply(account, data)
     session.add(account)
     await session.flush()
@@ -256,7 +316,7 @@ async def upsert_many(session: AsyncSession, batch: Sequence[AccountData]) -> in
     for data in batch:
         account = existing.get(data.external_id)
         if account is None:
-            account = Account(components=[], contacts=[], sla=None)
+            account = Account(components=[], contacts=[], sla=None, domains=[])
             session.add(account)
             existing[data.external_id] = account
             created += 1
@@ -280,6 +340,7 @@ def data_of(account: Account) -> AccountData:
         contacts=[Contact(c.name, c.email, c.role) for c in account.contacts],
         csm_owner=account.csm_owner,
         helpdesk_org_id=account.helpdesk_org_id,
+        domains=[row.domain for row in account.domains],
         sla=None
         if sla is None
         else Sla(

@@ -87,8 +87,8 @@ async def import_accounts(
     all_or_nothing: bool = Query(default=False, description="Store nothing when any row is bad."),
 ) -> AccountImportRead | JSONResponse:
     """Upsert accounts by external id from a CSV body (header external_id,name,tier,arr,regions,components,
-    contacts,csm_owner,helpdesk_org_id,uptime_target,credit_bands,cap_percent,claim_window_days).
-    Bad cells are reported by line and column."""
+    contacts,csm_owner,helpdesk_org_id,uptime_target,credit_bands,cap_percent,claim_window_days, and optionally
+    domains). Bad cells are reported by line and column."""
     body = await request.body()
     if len(body) > MAX_IMPORT_BYTES:
         raise InvalidInput("the file is larger than 50 MB; split it", field="file")
@@ -131,6 +131,7 @@ async def create_account(data: AccountCreate, session: Tx, actor: ApiAdmin) -> A
         csm_owner=accounts.text(data.csm_owner, "csm_owner", max_length=320),
         helpdesk_org_id=accounts.text(data.helpdesk_org_id, "helpdesk_org_id"),
         sla=_sla(data.sla),
+        domains=await accounts.check_domains(session, accounts.domains(data.domains), account_id=None),
     )
     account = await accounts.create(session, values)
     await session.refresh(account)
@@ -170,6 +171,10 @@ async def patch_account(account_id: str, data: AccountPatch, session: Tx, actor:
         values.helpdesk_org_id = accounts.text(data.helpdesk_org_id, "helpdesk_org_id")
     if "sla" in given:
         values.sla = _sla(data.sla)
+    if "domains" in given:
+        values.domains = await accounts.check_domains(
+            session, accounts.domains(data.domains or []), account_id=account.id
+        )
     await accounts.replace(session, account, values)
     await session.refresh(account)
     return AccountRead.of(account)

@@ -2,6 +2,10 @@
 
 Every bad cell is reported as ``line N, column C: rule``. By default the good rows are stored and
 the bad ones reported; with ``all_or_nothing`` nothing is stored when any row is bad.
+
+The ``domains`` column (the account's private-page email domains) is optional: a file without it
+leaves the stored domains alone, and the export has it only when some account has a domain, so
+files made before private pages existed read and export as they did.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.catalog.models import Component
 from crisisdesk.customer import accounts
-from crisisdesk.customer.models import Account
+from crisisdesk.customer.models import Account, AccountDomain
 from crisisdesk.kit.errors import InvalidInput
 
 COLUMNS = (
@@ -35,6 +39,8 @@ COLUMNS = (
     "cap_percent",
     "claim_window_days",
 )
+OPTIONAL_COLUMNS = ("domains",)
+ACCEPTED_COLUMNS = COLUMNS + OPTIONAL_COLUMNS
 REQUIRED_COLUMNS = ("external_id", "name")
 MAX_REPORTED_ERRORS = 1000
 IMPORT_BATCH = 500
@@ -180,6 +186,7 @@ def _parse_row(
         "cap_percent", lambda v: accounts.percent(_number(v, "cap_percent"), "cap_percent") if v.strip() else None
     )
     window = cell("claim_window_days", optional_int("claim_window_days", accounts.claim_window))
+    domains = cell("domains", lambda v: accounts.domains(_split(v))) if "domains" in row else None
     if uptime is None and not bad:
         for column, value in (("credit_bands", bands), ("cap_percent", cap), ("claim_window_days", window)):
             if value:
@@ -206,7 +213,37 @@ def _parse_row(
         csm_owner=csm,  # type: ignore[arg-type]
         helpdesk_org_id=helpdesk,  # type: ignore[arg-type]
         sla=sla,
+        domains=domains,  # type: ignore[arg-type]
     )
+
+
+async def _refuse_taken_domains(
+    session: AsyncSession, good: list[tuple[int, accounts.AccountData]], report: ImportReport
+) -> list[tuple[int, accounts.AccountData]]:
+    """Drop the rows that list a domain another account holds, or one an earlier row listed."""
+    wanted = [d for _, data in good for d in data.domains or []]
+    if not wanted:
+        return good
+    owners = await accounts.domain_owners(session, wanted)
+    first_line: dict[str, int] = {}
+    kept: list[tuple[int, accounts.AccountData]] = []
+    for line, data in good:
+        problems = []
+        for name in data.domains or []:
+            owner = owners.get(name)
+            if name in first_line:
+                problems.append(f"{name} is also listed on line {first_line[name]}")
+            elif owner is not None and owner[1] != data.external_id:
+                problems.append(f"{name} is allowed for the account {owner[1]!r}; remove it there first")
+        if problems:
+            for problem in problems:
+                report.refuse(line, "domains", problem)
+            report.refused_rows += 1
+            continue
+        for name in data.domains or []:
+            first_line[name] = line
+        kept.append((line, data))
+    return kept
 
 
 async def import_rows(
@@ -223,16 +260,18 @@ async def import_rows(
     if header is None:
         raise InvalidInput("the file is empty; the first line must be the header", field="file")
     names = [h.strip().lower() for h in header]
-    unknown = [n for n in names if n not in COLUMNS]
+    unknown = [n for n in names if n not in ACCEPTED_COLUMNS]
     if unknown:
-        raise InvalidInput(f"line 1: unknown column {unknown[0]!r}; the columns are {','.join(COLUMNS)}", field="file")
+        raise InvalidInput(
+            f"line 1: unknown column {unknown[0]!r}; the columns are {','.join(ACCEPTED_COLUMNS)}", field="file"
+        )
     missing = [n for n in REQUIRED_COLUMNS if n not in names]
     if missing:
         raise InvalidInput(f"line 1: the header lacks the column {missing[0]!r}", field="file")
     if len(set(names)) != len(names):
         raise InvalidInput("line 1: a column is named twice", field="file")
     lookup = await _components(session)
-    good: list[accounts.AccountData] = []
+    checked: list[tuple[int, accounts.AccountData]] = []
     seen: dict[str, int] = {}
     # A csv reader counts physical lines: a record with a quoted line break starts where it starts.
     counted = getattr(rows, "line_num", None)
@@ -256,7 +295,9 @@ async def import_rows(
             report.refused_rows += 1
             continue
         seen[data.external_id] = line
-        good.append(data)
+        checked.append((line, data))
+    good = [data for _, data in await _refuse_taken_domains(session, checked, report)]
+    report.errors.sort(key=lambda e: e.line)  # domains are checked after the other cells
     if all_or_nothing and report.error_count:
         report.stored = False
         return report
@@ -277,8 +318,9 @@ async def import_text(session: AsyncSession, content: str, *, all_or_nothing: bo
     return await import_rows(session, csv.reader(io.StringIO(content)), all_or_nothing=all_or_nothing)
 
 
-def _row(account: Account, lookup: _Components) -> list[str]:
+def _row(account: Account, lookup: _Components, *, with_domains: bool) -> list[str]:
     sla = account.sla
+    domains = [";".join(row.domain for row in account.domains)] if with_domains else []
     return [
         account.external_id,
         account.name,
@@ -296,6 +338,7 @@ def _row(account: Account, lookup: _Components) -> list[str]:
         ),
         accounts.format_number(sla.cap_percent) if sla and sla.cap_percent is not None else "",
         str(sla.claim_window_days) if sla and sla.claim_window_days is not None else "",
+        *domains,
     ]
 
 
@@ -304,8 +347,9 @@ async def export_csv(session: AsyncSession) -> str:
     lookup = await _components(session)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    with_domains = await session.scalar(select(AccountDomain.domain).limit(1)) is not None
+    writer.writerow(ACCEPTED_COLUMNS if with_domains else COLUMNS)
     statement = select(Account).order_by(Account.external_id).execution_options(yield_per=500)
     async for account in await session.stream_scalars(statement):
-        writer.writerow(_row(account, lookup))
+        writer.writerow(_row(account, lookup, with_domains=with_domains))
     return out.getvalue()

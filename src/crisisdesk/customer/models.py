@@ -38,6 +38,9 @@ class Account(Base):
         cascade="all, delete-orphan", lazy="selectin", order_by="AccountContact.position"
     )
     sla: Mapped[SlaContract | None] = relationship(cascade="all, delete-orphan", lazy="selectin")
+    domains: Mapped[list[AccountDomain]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="AccountDomain.domain"
+    )
 
 
 class AccountComponent(Base):

@@ -60,6 +60,11 @@ class AccountCreate(_Input):
     csm_owner: str | None = Field(default=None, max_length=320, description="CSM owner (user id or email).")
     helpdesk_org_id: str | None = Field(default=None, max_length=200, description="Organisation id in the helpdesk.")
     sla: SlaCreate | None = Field(default=None, description="SLA contract; none if omitted.")
+    domains: list[str] = Field(
+        default_factory=list,
+        description="Email domains whose people may sign in to the account's private status page by magic link "
+        "(e.g. acme.com); a domain belongs to one account at most.",
+    )
 
 
 class AccountPatch(_Input):
@@ -75,6 +80,7 @@ class AccountPatch(_Input):
     csm_owner: str | None = Field(default=None, max_length=320, description="New CSM owner (null clears it).")
     helpdesk_org_id: str | None = Field(default=None, max_length=200, description="New helpdesk id (null clears).")
     sla: SlaCreate | None = Field(default=None, description="New SLA contract (null removes it).")
+    domains: list[str] | None = Field(default=None, description="New private-page email domains.")
 
 
 class ContactRead(BaseModel):
@@ -121,6 +127,7 @@ class AccountRead(BaseModel):
     csm_owner: str | None = Field(description="CSM owner.")
     helpdesk_org_id: str | None = Field(description="Organisation id in the helpdesk.")
     sla: SlaRead | None = Field(description="SLA contract.")
+    domains: list[str] = Field(description="Email domains allowed on the account's private status page.")
     created_at: datetime = Field(description="When it was created.")
     updated_at: datetime = Field(description="When it last changed.")
 
@@ -139,6 +146,7 @@ class AccountRead(BaseModel):
             csm_owner=account.csm_owner,
             helpdesk_org_id=account.helpdesk_org_id,
             sla=SlaRead.model_validate(account.sla) if account.sla else None,
+            domains=[row.domain for row in account.domains],
             created_at=account.created_at,
             updated_at=account.updated_at,
         )
