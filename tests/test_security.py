@@ -43,6 +43,17 @@ PUBLIC_ROUTES = {
     ("GET", "/pages/ack/{token}"),
     ("POST", "/pages/ack/{token}"),
     ("GET", "/heartbeat"),
+    # Private status pages sign their visitors in themselves (magic link or a trusted SSO header);
+    # without a session a GET goes to /private and a POST is answered 401 with the sign-in form.
+    ("GET", "/private"),
+    ("POST", "/private/login"),
+    ("GET", "/private/login/{token}"),
+    ("POST", "/private/login/{token}"),
+    ("POST", "/private/logout"),
+    ("GET", "/private/status"),
+    ("GET", "/private/notes/{note_id}"),
+    ("POST", "/private/subscriptions"),
+    ("POST", "/private/subscriptions/{subscriber_id}/delete"),
 }
 PUBLIC_MOUNTS = {"/static"}
 # Served from the in-memory snapshot by PublicSiteMiddleware, in front of the routes.

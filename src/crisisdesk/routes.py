@@ -12,7 +12,7 @@ from crisisdesk.catalog import views as catalog_views
 from crisisdesk.comms import api as comms_api
 from crisisdesk.comms import views as comms_views
 from crisisdesk.customer import api as customer_api
-from crisisdesk.customer import impact_api, impact_views, notes_api, outreach_api, outreach_views
+from crisisdesk.customer import impact_api, impact_views, notes_api, outreach_api, outreach_views, portal_views
 from crisisdesk.incident import api as incident_api
 from crisisdesk.incident import guidance_api, guidance_views
 from crisisdesk.incident import views as incident_views
@@ -60,6 +60,7 @@ def include_all(app: FastAPI) -> None:
     app.include_router(oncall_views.router)
     app.include_router(customer_api.router, prefix="/api/v1")
     app.include_router(notes_api.router, prefix="/api/v1")
+    app.include_router(portal_views.router)
     app.include_router(impact_api.router, prefix="/api/v1")
     app.include_router(impact_views.router)
     app.include_router(guidance_api.router, prefix="/api/v1")
