@@ -26,7 +26,7 @@ from crisisdesk.kit.runtime import Runtime
 from crisisdesk.kit.time import utcnow
 from crisisdesk.notify import ledger
 from crisisdesk.notify.models import Channel, Delivery, DeliveryState, Purpose
-from crisisdesk.support import macros
+from crisisdesk.support import adapters, macros
 from crisisdesk.support.models import Helpdesk, Macro, ReplyState, Ticket, TicketReply, TicketSource
 
 log = logging.getLogger(__name__)
@@ -199,8 +199,6 @@ async def run_reply(
         reply.state, reply.last_error = ReplyState.failed, "not sent: the ticket's helpdesk was removed or disabled"
         _touch(session, reply)
         return
-    from crisisdesk.support import adapters
-
     reply.attempts += 1
     try:
         await adapters.send_reply(
@@ -252,8 +250,6 @@ def register(runtime: Runtime) -> None:
     settings = runtime.settings
 
     async def on_reply(session: AsyncSession, payload: dict[str, Any]) -> None:
-        from crisisdesk.support import adapters
-
         # A client per reply: replies are few and slow next to a helpdesk's rate limits, and a
         # pool held by a job handler would outlive the worker without anyone closing it.
         async with adapters.http_client(settings) as client:

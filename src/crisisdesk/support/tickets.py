@@ -162,9 +162,10 @@ async def account_components(session: AsyncSession, account_id: str | None) -> f
     return frozenset(rows)
 
 
-async def _existing(
+async def find_existing(
     session: AsyncSession, *, source: TicketSource, helpdesk_id: str | None, external_id: str | None
 ) -> Ticket | None:
+    """The ticket already stored under this key (a redelivered webhook, email or API call), if any."""
     if not external_id:
         return None
     query = select(Ticket).where(Ticket.external_id == external_id)
@@ -199,10 +200,8 @@ async def place(
     created_at: datetime,
 ) -> Placement:
     """Rank the candidate incidents for this text; the best decides link or suggestion."""
-    try:
-        from crisisdesk.support import matching  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # pragma: no cover - until the matcher lands every ticket waits for an agent
-        return Placement(None, None, {}, False)
+    # Imported here: scikit-learn loads with the first ticket, not with every command line.
+    from crisisdesk.support import matching
 
     matcher = await matching.matcher_for(session, now=utcnow(), window_hours=settings.match_window_hours)
     ranked = matcher.rank(
@@ -242,7 +241,7 @@ async def receive(
     """
     source = TicketSource(source)
     external_id = _optional(external_id, MAX_EXTERNAL_ID)
-    found = await _existing(session, source=source, helpdesk_id=helpdesk_id, external_id=external_id)
+    found = await find_existing(session, source=source, helpdesk_id=helpdesk_id, external_id=external_id)
     if found is not None:
         return found
     now = utcnow()
@@ -272,7 +271,7 @@ async def receive(
     )
     number = await next_number(session)
     # A concurrent delivery of the same ticket committed while this one waited for the counter.
-    found = await _existing(session, source=source, helpdesk_id=helpdesk_id, external_id=external_id)
+    found = await find_existing(session, source=source, helpdesk_id=helpdesk_id, external_id=external_id)
     if found is not None:
         return found
     ticket = Ticket(
@@ -445,7 +444,12 @@ async def unlink(session: AsyncSession, actor: Actor, *, ticket_id: str) -> Tick
 
 
 def _filtered(
-    query: Select[Any], *, incident_id: str | None, status: TicketStatus | None, suggested: bool | None
+    query: Select[Any],
+    *,
+    incident_id: str | None,
+    status: TicketStatus | None,
+    suggested: bool | None,
+    linked: bool | None,
 ) -> Select[Any]:
     if suggested:
         query = query.where(Ticket.suggested_incident_id.is_not(None), Ticket.incident_id.is_(None))
@@ -456,6 +460,8 @@ def _filtered(
             query = query.where(Ticket.suggested_incident_id.is_(None))
         if incident_id:
             query = query.where(Ticket.incident_id == incident_id)
+    if linked is not None:
+        query = query.where(Ticket.incident_id.is_not(None) if linked else Ticket.incident_id.is_(None))
     if status is not None:
         query = query.where(Ticket.status == status)
     return query
@@ -467,14 +473,15 @@ async def list_tickets(
     incident_id: str | None = None,
     status: TicketStatus | None = None,
     suggested: bool | None = None,
+    linked: bool | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[int, list[Ticket]]:
     """Tickets newest first, with how many match: linked to an incident, or (``suggested``) waiting
-    for an agent to accept the incident suggested for them."""
+    for an agent to accept the incident suggested for them; ``linked`` keeps to linked (or unlinked) ones."""
 
     def filtered(query: Select[Any]) -> Select[Any]:
-        return _filtered(query, incident_id=incident_id, status=status, suggested=suggested)
+        return _filtered(query, incident_id=incident_id, status=status, suggested=suggested, linked=linked)
 
     total = await session.scalar(filtered(select(func.count()).select_from(Ticket)))
     rows = await session.scalars(
