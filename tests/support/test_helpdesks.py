@@ -17,10 +17,10 @@ from crisisdesk.kit.db import Database
 from crisisdesk.kit.errors import InvalidInput
 from crisisdesk.kit.time import utcnow
 from crisisdesk.support import adapters, helpdesks, hooks
-from crisisdesk.support.models import Helpdesk, HelpdeskKind, Ticket, TicketSource
+from crisisdesk.support.models import Helpdesk, HelpdeskKind, MacroKind, Ticket, TicketSource
 from crisisdesk.support.plaintext import html_to_text
 from tests.fixtures.api import count_rows, error_locs, error_text
-from tests.fixtures.auth import api_key_headers
+from tests.fixtures.auth import api_key_headers, make_actor
 from tests.fixtures.console import HTML, field_error, sign_in
 from tests.fixtures.helpdesks import (
     SECRET,
@@ -34,8 +34,11 @@ from tests.fixtures.helpdesks import (
     zendesk_headers,
     zendesk_trigger,
 )
+from tests.fixtures.incident import make_component, make_incident
+from tests.fixtures.notify import run_jobs
 from tests.fixtures.peers import HttpReceiver
 from tests.fixtures.server import free_port
+from tests.fixtures.support import SSO_INCIDENT, SSO_TICKET, SSO_UPDATE, make_macro
 
 
 @pytest.fixture
@@ -399,6 +402,37 @@ async def test_intercom_conversations_become_tickets(client: httpx.AsyncClient, 
     bad = await client.post(hook(helpdesk), content=no_topic, headers=intercom_headers(no_topic))
     assert bad.status_code == 400 and error_locs(bad) == [["body", "topic"]]
     assert await count_rows(db, Ticket) == 1
+
+
+async def test_a_webhook_ticket_during_an_incident_is_linked_and_answered_through_the_helpdesk(
+    client: httpx.AsyncClient, db: Database, settings: Settings, receiver: HttpReceiver
+) -> None:
+    """The whole road: Freshdesk posts a ticket, it is matched and linked, and the approved
+    acknowledgement goes back through Freshdesk's API with the incident's tag."""
+    _, admin = await make_actor(db, Role.admin)
+    async with db.session() as session:
+        sso = await make_component(session, "Sign-in (SSO)")
+        incident = await make_incident(
+            session, admin, name=SSO_INCIDENT, body=SSO_UPDATE, components={sso.id: "major_outage"}
+        )
+        await make_macro(session, admin, incident.id, MacroKind.acknowledge, "We know: {{ incident.name }}.")
+    helpdesk = await make_helpdesk(
+        db, HelpdeskKind.freshdesk, api_base_url=receiver.url("").rstrip("/"), api_token="fd-key"
+    )
+    receiver.behave(path="/api/v2/tickets/501", body='{"id": 501, "tags": ["vip"]}')
+    body = freshdesk_rule("501", subject=SSO_TICKET[0], description=f"<p>{SSO_TICKET[1]}</p>")
+    response = await client.post(hook(helpdesk), content=body, headers={"authorization": f"Bearer {SECRET}"})
+    assert response.status_code == 200 and response.json()["status"] == "ok", response.text
+    [ticket] = await tickets(db)
+    tag = f"incident-{incident.number}"
+    assert ticket.incident_id == incident.id and tag in ticket.tags
+
+    await run_jobs(db, settings)
+    reply, current, update = receiver.received()
+    assert (reply.method, reply.path) == ("POST", "/api/v2/tickets/501/reply")
+    assert reply.json() == {"body": f"<p>We know: {SSO_INCIDENT}.</p>"}
+    assert (current.method, update.method) == ("GET", "PUT")
+    assert update.json() == {"tags": ["vip", tag]}  # acknowledged, not solved
 
 
 def test_html_to_text_keeps_the_words_and_their_breaks() -> None:
