@@ -70,5 +70,5 @@ def html_to_text(html: str) -> str:
 
 
 def looks_like_html(text: str) -> bool:
-    """Whether a body is HTML (a tag or an entity), rather than text that happens to hold a '<'."""
+    """Whether a body is HTML (a common tag), rather than text that happens to hold a "<"."""
     return bool(re.search(r"<(p|br|div|span|a|b|i|strong|em|ul|ol|li|table|html|body|h[1-6])\b[^>]*>", text, re.I))
