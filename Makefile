@@ -16,8 +16,9 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/crisisdesk demo
 
+# One pytest-xdist worker per CPU (at most 8), each with its own PostgreSQL database (tests/conftest.py).
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses 8
 
 lint: install
 	$(BIN)/ruff check .

@@ -2,6 +2,12 @@
 
 Set CRISISDESK_TEST_POSTGRES_URL (for example postgresql+asyncpg://postgres@127.0.0.1/test) to
 run every database test on PostgreSQL as well.
+
+`make test` runs the suite in parallel (pytest-xdist, ``-n auto --dist loadgroup``). Each worker
+has a PostgreSQL database of its own (tests/fixtures/databases.py) and a band of fixed loopback
+ports of its own (tests/fixtures/ports.py). Tests that start server, worker, Alertmanager or
+browser processes (markers ``slow`` and ``e2e``) form one xdist group, so they run one after
+another on a single worker: their timing assertions then never compete with another such test.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from crisisdesk.config import Settings
 from crisisdesk.kit import migrate
 from crisisdesk.kit.db import Database
 from crisisdesk.models import metadata
+from tests.fixtures.databases import POSTGRES_URL, reset_schema
 
-POSTGRES_URL = os.environ.get("CRISISDESK_TEST_POSTGRES_URL")
+PROCESSES_GROUP = "processes"
+E2E = Path(__file__).parent / "e2e"
 BACKENDS = [
     "sqlite",
     pytest.param(
@@ -31,6 +39,21 @@ BACKENDS = [
         marks=pytest.mark.skipif(not POSTGRES_URL, reason="set CRISISDESK_TEST_POSTGRES_URL to run on PostgreSQL"),
     ),
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if POSTGRES_URL and os.environ.get("PYTEST_XDIST_WORKER"):
+        # Whatever reads the variable itself (a test, a child process) lands on this worker's database too.
+        os.environ["CRISISDESK_TEST_POSTGRES_URL"] = POSTGRES_URL
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist names the groups in the test ids
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if E2E in item.path.parents:
+            item.add_marker(pytest.mark.e2e)  # a conftest's pytestmark does not reach the tests
+        if item.get_closest_marker("slow") or item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.xdist_group(PROCESSES_GROUP))
 
 
 @pytest.fixture(scope="session")
@@ -44,15 +67,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def postgres_migrated() -> str:
     assert POSTGRES_URL
-    engine = create_async_engine(POSTGRES_URL)
-
-    async def reset() -> None:
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-        await engine.dispose()
-
-    asyncio.run(reset())
+    asyncio.run(reset_schema(POSTGRES_URL))
     migrate.upgrade(POSTGRES_URL)
     return POSTGRES_URL
 

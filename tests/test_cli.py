@@ -24,8 +24,10 @@ from crisisdesk.cli import app
 from crisisdesk.incident import service as incidents
 from crisisdesk.kit.db import Database
 from crisisdesk.statuspage.models import Snapshot
+from tests.fixtures.ports import worker_ports
 
 runner = CliRunner()
+PORTS = worker_ports(18600, 18700)
 
 
 @pytest.fixture
@@ -196,14 +198,14 @@ def test_export_static_writes_the_site(cli_env: dict[str, str], tmp_path: Path) 
 
 
 def _free_port() -> int:
-    for port in range(8300, 8400):
+    for port in PORTS:
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    pytest.skip("no free port in 8300-8399")
+    pytest.skip(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 @pytest.mark.slow

@@ -20,8 +20,9 @@ from crisisdesk.notify.addresses import (
 )
 from crisisdesk.notify.models import Channel
 from tests.fixtures.peers import HttpReceiver
+from tests.fixtures.ports import worker_port
 
-PORT = 18210
+PORT = worker_port(18210)
 
 
 def test_email_is_normalised_and_lower_cased() -> None:

@@ -14,8 +14,9 @@ from crisisdesk.notify.channels.slack import SlackChannel
 from crisisdesk.notify.channels.teams import TeamsChannel
 from crisisdesk.notify.models import AttemptOutcome, Channel, message_id
 from tests.fixtures.peers import HttpReceiver
+from tests.fixtures.ports import worker_port
 
-PORT = 18240
+PORT = worker_port(18240)
 LINK = "https://status.test/incidents/inc1"
 
 

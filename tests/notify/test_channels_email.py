@@ -12,8 +12,9 @@ from crisisdesk.notify.channels.base import Message
 from crisisdesk.notify.channels.email import EmailChannel
 from crisisdesk.notify.models import AttemptOutcome, Channel, message_id
 from tests.fixtures.peers import SmtpSink
+from tests.fixtures.ports import worker_port
 
-PORT = 18220
+PORT = worker_port(18220)
 UNSUBSCRIBE = "<https://status.test/subscriptions/tok123/unsubscribe>"
 
 

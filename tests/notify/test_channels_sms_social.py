@@ -18,8 +18,9 @@ from crisisdesk.notify.channels.social import MastodonChannel, XChannel, fit_pos
 from crisisdesk.notify.models import AttemptOutcome, Channel, message_id
 from crisisdesk.notify.smstext import measure
 from tests.fixtures.peers import HttpReceiver
+from tests.fixtures.ports import worker_port
 
-PORT = 18250
+PORT = worker_port(18250)
 BASE = f"http://127.0.0.1:{PORT}"
 SID = "AC0123456789abcdef0123456789abcdef"
 TWILIO_PATH = f"/2010-04-01/Accounts/{SID}/Messages.json"

@@ -15,8 +15,9 @@ from crisisdesk.notify.channels.base import Message
 from crisisdesk.notify.channels.webhook import WebhookChannel
 from crisisdesk.notify.models import AttemptOutcome, Channel, message_id
 from tests.fixtures.peers import HttpReceiver
+from tests.fixtures.ports import worker_port
 
-PORT = 18230
+PORT = worker_port(18230)
 SECRET = "whsec_" + base64.b64encode(b"a-secret-of-thirty-two-bytes-!!!").decode()
 BODY = json.dumps({"meta": {"generated_at": "2026-11-24T20:00:00Z"}, "incident": {"id": "inc1"}}).encode()
 

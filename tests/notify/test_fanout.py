@@ -27,6 +27,7 @@ from tests.fixtures.auth import make_actor
 from tests.fixtures.incident import make_component, make_incident, make_maintenance
 from tests.fixtures.notify import deliveries_of, make_subscriber, make_subscribers, run_jobs
 from tests.fixtures.peers import HttpReceiver, SmtpSink
+from tests.fixtures.ports import worker_port
 
 
 async def _latest_update(db: Database, incident_id: str) -> IncidentUpdate:
@@ -292,9 +293,14 @@ async def test_an_update_reaches_email_and_webhook_subscribers_through_the_real_
 ) -> None:
     """The whole path: publish → fan-out job → delivery worker → aiosmtpd and an HTTP receiver."""
     settings = settings.model_copy(
-        update={"smtp_host": "127.0.0.1", "smtp_port": 18120, "allow_private_webhooks": True, "smtp_connections": 4}
+        update={
+            "smtp_host": "127.0.0.1",
+            "smtp_port": worker_port(18120),
+            "allow_private_webhooks": True,
+            "smtp_connections": 4,
+        }
     )
-    async with SmtpSink(18120) as sink, HttpReceiver(18121) as receiver:
+    async with SmtpSink(worker_port(18120)) as sink, HttpReceiver(worker_port(18121)) as receiver:
         _, admin = await make_actor(db, Role.admin)
         async with db.session() as session:
             await make_subscribers(session, 30)

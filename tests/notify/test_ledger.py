@@ -36,6 +36,7 @@ from crisisdesk.notify.models import (
 )
 from tests.fixtures.notify import make_delivery, make_subscriber
 from tests.fixtures.peers import HttpReceiver
+from tests.fixtures.ports import worker_port
 
 LEASE = 60.0
 
@@ -271,7 +272,7 @@ async def test_only_rows_the_worker_still_holds_are_changed(db: Database, settin
 
 
 async def test_the_worker_sends_and_records_every_delivery(db: Database, settings: Settings) -> None:
-    async with HttpReceiver(18110) as receiver:
+    async with HttpReceiver(worker_port(18110)) as receiver:
         ids = await _add(db, 25, receiver.url("/hook"), incident_id=None)
         gone = await _add(db, 1, receiver.url("/gone"))
         unrenderable = await _add(db, 1, receiver.url("/unrenderable"))
@@ -301,7 +302,7 @@ async def test_a_channel_without_an_adapter_fails_its_deliveries_visibly(db: Dat
 async def test_the_breaker_opens_for_a_failing_endpoint_without_counting_attempts(
     db: Database, settings: Settings
 ) -> None:
-    async with HttpReceiver(18111) as receiver:
+    async with HttpReceiver(worker_port(18111)) as receiver:
         receiver.behave("/down", status=500)
         first = await _add(db, 3, receiver.url("/down"))
         async with delivery_worker(
@@ -344,7 +345,7 @@ async def test_an_endpoint_answering_again_brings_its_waiting_deliveries_forward
 ) -> None:
     """Three sends to /flap fail (500) and wait out a backoff of 5 s or more; once /flap answers
     a new delivery, those three are due at once. A row waiting for another endpoint stays put."""
-    async with HttpReceiver(18115) as receiver:
+    async with HttpReceiver(worker_port(18115)) as receiver:
         receiver.behave("/flap", status=500)
         receiver.behave("/other", status=500)
         waiting = await _add(db, 3, receiver.url("/flap"))
@@ -371,7 +372,7 @@ async def test_an_endpoint_answering_again_brings_its_waiting_deliveries_forward
 
 
 async def test_a_worker_holds_only_a_few_deliveries_of_one_endpoint(db: Database, settings: Settings) -> None:
-    async with HttpReceiver(18112) as receiver:
+    async with HttpReceiver(worker_port(18112)) as receiver:
         busy = await _add(db, 10, receiver.url("/busy"))
         async with delivery_worker(db, settings, endpoint_concurrency=2) as worker:
             await worker.run_once()
@@ -409,7 +410,7 @@ async def test_a_hanging_receiver_does_not_slow_the_others(db: Database, setting
     more than their endpoint's share of the worker.
     """
     timeout = 15.0
-    async with HttpReceiver(18113) as receiver:
+    async with HttpReceiver(worker_port(18113)) as receiver:
         receiver.behave("/hang", hang_seconds=timeout + 10)
         hanging = await _add(db, 20, receiver.url("/hang"))
         fast = await _add(db, 200, receiver.url("/fast"))
@@ -453,7 +454,7 @@ async def test_streaming_worker_delivers_everything_and_tells_the_console(db: Da
     _, admin = await make_actor(db)
     async with db.session() as session:
         incident = await make_incident(session, admin)
-    async with HttpReceiver(18114) as receiver:
+    async with HttpReceiver(worker_port(18114)) as receiver:
         receiver.behave("/flaky", status=200, fail_ratio=0.3, seed=7)
         ids = await _add(db, 300, receiver.url("/flaky"), incident_id=incident.id)
         # A 30% failure rate opens the breaker now and then (5 failures in a row); a short

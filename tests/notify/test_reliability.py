@@ -27,11 +27,12 @@ from crisisdesk.notify.models import Channel, Delivery, DeliveryAttempt, Deliver
 from tests.fixtures.auth import make_actor
 from tests.fixtures.notify import make_subscribers
 from tests.fixtures.peers import Behaviour, HttpReceiver, SmtpSink
+from tests.fixtures.ports import worker_ports
 from tests.fixtures.workers import WorkerPool, ledger_counts, wait_until
 
 pytestmark = pytest.mark.slow
 
-PORTS = range(18510, 18600)  # this file's loopback ports; each test takes free ones
+PORTS = worker_ports(18510, 18600)  # this file's loopback ports; each test takes free ones
 
 POSTGRES_ONLY = pytest.param(
     "postgresql",

@@ -24,6 +24,7 @@ from tests.fixtures.console import field_error as console_field_error
 from tests.fixtures.incident import make_component, make_incident
 from tests.fixtures.notify import make_delivery, make_subscriber
 from tests.fixtures.peers import SmtpSink
+from tests.fixtures.ports import worker_port
 from tests.fixtures.subscribe import confirmations, field_error, form_token, sign_up, subscriber_by_address
 
 
@@ -67,8 +68,8 @@ async def test_the_confirmation_email_arrives_over_smtp_and_its_link_confirms(
     app: FastAPI, client: httpx.AsyncClient, db: Database, settings: Settings
 ) -> None:
     """The whole double opt-in through a real SMTP peer: sign up, the worker sends, the link confirms."""
-    settings.smtp_host, settings.smtp_port = "127.0.0.1", 18350
-    async with SmtpSink(18350) as sink:
+    settings.smtp_host, settings.smtp_port = "127.0.0.1", worker_port(18350)
+    async with SmtpSink(worker_port(18350)) as sink:
         answer = await sign_up(client, {"channel": "email", "address": "inbox@example.com", "scope": "all"})
         assert answer.status_code == 200
         async with delivery_worker(app.state.runtime) as worker:

@@ -31,12 +31,13 @@ from crisisdesk.statuspage.publish import publish
 from tests.fixtures.auth import make_actor
 from tests.fixtures.databases import BACKENDS, own_database
 from tests.fixtures.incident import make_component, make_incident
+from tests.fixtures.ports import worker_ports
 
 pytestmark = pytest.mark.slow
 
 GRANIAN = Path(sys.executable).parent / "granian"
 UNRESOLVED = "/api/v2/incidents/unresolved.json"
-PORTS = range(8450, 8500)
+PORTS = worker_ports(18700, 18750)
 VISIBLE_WITHIN = 1.0
 
 
