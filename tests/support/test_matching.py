@@ -213,6 +213,15 @@ def test_the_window_lowers_tickets_from_before_an_incident_or_long_after_it() ->
     assert matching.window_factor(T0 + timedelta(days=30), T0, T0 + timedelta(hours=1)) >= matching.WINDOW_FLOOR
 
 
+def test_a_tickets_weights_are_the_fitted_vectorizers_tf_idf() -> None:
+    matcher = Matcher([SSO, WEBHOOKS, BILLING])
+    found = matching.tokens(matching.ticket_words(LOCKED_OUT.subject, LOCKED_OUT.body + " okta okta zebra"))
+    known, unseen = matcher.weights(found)
+    expected = matcher.vectorizer.transform([found]).tocoo()
+    assert known == pytest.approx(dict(zip(expected.col.tolist(), expected.data.tolist(), strict=True)))
+    assert unseen > 0  # "zebra", "forbidden" … are in no incident
+
+
 def test_no_candidates_rank_nothing() -> None:
     assert Matcher([]).rank(LOCKED_OUT) == []
     # An incident without a single usable word still ranks, with nothing from its text.
