@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.auth.models import Scope
@@ -44,6 +44,9 @@ TASK_DUE = timedelta(hours=4)  # a top-tier account hears from its CSM within ho
 DEFAULT_TOP_TIERS = ("Enterprise",)
 MAX_LABELS = 50
 SENDING_ROLES = (IncidentRole.incident_commander, IncidentRole.communications_lead)
+_TASKS = cast(Table, CsmTask.__table__)
+_DELIVERIES = cast(Table, Delivery.__table__)
+_RECORDS = cast(Table, OutreachAccount.__table__)
 
 
 @dataclass(frozen=True)
@@ -226,18 +229,23 @@ async def _pages(session: AsyncSession, incident_id: str, tiers: Sequence[str]) 
             offset += PAGE
 
 
+class _Contact(NamedTuple):
+    id: int
+    account_id: str
+    email: str
+
+
 async def _contacts(
     session: AsyncSession, account_ids: Sequence[str], roles: Sequence[str]
-) -> dict[str, list[AccountContact]]:
-    statement = select(AccountContact).where(AccountContact.account_id.in_(list(account_ids)))
+) -> dict[str, list[_Contact]]:
+    statement = select(AccountContact.id, AccountContact.account_id, AccountContact.email).where(
+        AccountContact.account_id.in_(list(account_ids))
+    )
     if roles:
         statement = statement.where(func.lower(AccountContact.role).in_(sorted({r.lower() for r in roles})))
-    found: dict[str, list[AccountContact]] = {}
-    for contact in await session.scalars(statement.order_by(AccountContact.account_id, AccountContact.position)):
-        found.setdefault(contact.account_id, []).append(contact)
-    for contact_list in found.values():
-        for contact in contact_list:
-            session.expunge(contact)
+    found: dict[str, list[_Contact]] = {}
+    for row in await session.execute(statement.order_by(AccountContact.account_id, AccountContact.position)):
+        found.setdefault(row.account_id, []).append(_Contact(row.id, row.account_id, row.email))
     return found
 
 
@@ -391,18 +399,20 @@ async def send(
             )
         if outreach is None:
             continue
+        # Core inserts (executemany): no ORM object per row, so a page costs a few statements.
         if new_tasks:
             ids = await session.scalars(
-                insert(CsmTask).returning(CsmTask.id, sort_by_parameter_order=True), [row for _, row in new_tasks]
+                insert(_TASKS).returning(_TASKS.c.id, sort_by_parameter_order=True),
+                [row for _, row in new_tasks],
             )
             created = dict(zip((a.account_id for a, _ in new_tasks), ids, strict=True))
             for record in records:
                 if record["task_id"] is None and record["account_id"] in created:
                     record["task_id"] = created[record["account_id"]]
         if deliveries:
-            await session.execute(insert(Delivery), deliveries)
+            await session.execute(insert(_DELIVERIES), deliveries)
         if records:
-            await session.execute(insert(OutreachAccount), records)
+            await session.execute(insert(_RECORDS), records)
     if outreach is None:
         return plan
     outreach.account_count = plan.account_count
