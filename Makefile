@@ -33,11 +33,13 @@ bench: install
 	$(BIN)/python bench/statuspage.py
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/match.py
 
 bench-quick: install
 	$(BIN)/python bench/statuspage.py --quick
 	$(BIN)/python bench/fanout.py --quick
 	$(BIN)/python bench/ingest.py --quick
+	$(BIN)/python bench/match.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache crisisdesk.db* bench/results
