@@ -600,3 +600,33 @@ async def test_console_lists_suggestions_and_an_agent_accepts_one(
             select(func.count()).select_from(Ticket).where(Ticket.status == TicketStatus.solved)
         )
     assert total == 0
+
+
+async def test_the_incident_page_offers_the_resolution_once_the_incident_is_resolved(
+    client: httpx.AsyncClient, db: Database, app: object
+) -> None:
+    from tests.fixtures.auth import login, make_user
+
+    incident_id, _, _ = await _sso_incident(db)
+    settings: Settings = app.state.runtime.settings  # type: ignore[attr-defined]
+    for i in range(2):
+        await receive(db, settings, subject=SSO_TICKET[0], body=SSO_TICKET[1], requester_email=f"u{i}@acme.example")
+    async with db.session() as session:
+        await make_user(session, role=Role.admin, email="ada@example.com")
+    csrf = await login(client, "ada@example.com")
+    page = (await client.get(f"/console/incidents/{incident_id}")).text
+    form = page.split('id="resolve-all-form"')[1].split("</form>")[0]
+    assert "Send resolution to 2 tickets" in form and "disabled" in form and "btn-primary" not in form
+    _, admin = await make_actor(db, Role.admin)
+    async with db.session() as session:
+        await make_macro(session, admin, incident_id, MacroKind.resolution, RESOLVED)
+        incident = await incidents.get_incident(session, incident_id)
+        await incidents.post_update(session, admin, incident, status="resolved", body="Sign-ins work again.")
+    page = (await client.get(f"/console/incidents/{incident_id}")).text
+    form = page.split('id="resolve-all-form"')[1].split("</form>")[0]
+    assert "The incident is resolved" in form and "btn-primary" in form and "disabled" not in form
+    sent = await client.post(f"/console/incidents/{incident_id}/tickets/resolve", data={"csrf_token": csrf})
+    assert sent.status_code == 303 and sent.headers["location"].endswith("#tickets")
+    page = (await client.get(f"/console/incidents/{incident_id}")).text
+    assert 'id="resolve-all-form"' not in page and "(2 unsolved)" not in page
+    assert len([r for r in await replies(db) if r.kind == "resolution"]) == 2
