@@ -236,6 +236,10 @@ def window_factor(created_at: datetime, started_at: datetime, resolved_at: datet
     return WINDOW_FLOOR + (1 - WINDOW_FLOOR) * math.pow(0.5, outside / WINDOW_HALF_LIFE)
 
 
+def _utc(value: datetime | None) -> datetime | None:
+    return as_utc(value) if value is not None else None
+
+
 def _as_is(found: list[str]) -> list[str]:
     return found
 
@@ -280,6 +284,7 @@ class Matcher:
         similarity = self.similarities(tokens(words))
         text = [min(1.0, float(value) / TEXT_SATURATION) for value in similarity]
         symptoms = 2 * symptom_score(words) - 1
+        created_at = as_utc(ticket.created_at)
         order = sorted(range(len(self.candidates)), key=lambda i: (-text[i], self.candidates[i].incident_id))
         best = order[0]
         lead = text[best] - (text[order[1]] if len(order) > 1 else 0.0)
@@ -291,7 +296,7 @@ class Matcher:
                 "components": W_COMPONENTS * _component_overlap(ticket.component_ids, candidate.component_ids),
                 "margin": W_MARGIN * lead if index == best else 0.0,
             }
-            window = window_factor(as_utc(ticket.created_at), as_utc(candidate.started_at), candidate.resolved_at)
+            window = window_factor(created_at, as_utc(candidate.started_at), _utc(candidate.resolved_at))
             confidence = min(1.0, max(0.0, sum(parts.values()))) * window
             reasons = {name: round(value, 4) for name, value in parts.items()}
             reasons["window"] = round(window, 4)
