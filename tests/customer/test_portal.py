@@ -276,8 +276,9 @@ async def test_sso_header_signs_in_only_from_a_trusted_proxy(app: FastAPI, db: D
         assert ignored.status_code == 200 and 'id="signin-form"' in ignored.text
         assert (await stranger.get("/private/status", headers=header)).status_code == 303
     settings.portal_sso_trusted_proxies = ["10.0.0.0/8", "not-an-address"]
-    async with _peer(app, "10.1.2.3") as inside:
-        assert (await inside.get("/private", headers=header)).headers["location"] == "/private/status"
+    for host in ("10.1.2.3", "::ffff:10.1.2.4"):  # the second as a dual-stack listener sees it
+        async with _peer(app, host) as inside:
+            assert (await inside.get("/private", headers=header)).headers["location"] == "/private/status", host
     async with _peer(app, "127.0.0.1") as no_longer:
         assert (await no_longer.get("/private", headers=header)).status_code == 200
 

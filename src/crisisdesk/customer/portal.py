@@ -298,15 +298,25 @@ def trusted_peer(settings: Settings, host: str | None) -> bool:
         peer = ipaddress.ip_address(host)
     except ValueError:
         return False
-    return any(peer in network for network in _networks(tuple(settings.portal_sso_trusted_proxies)))
+    # A dual-stack listener sees IPv4 proxies as ::ffff:a.b.c.d.
+    candidates = (
+        [peer] if not isinstance(peer, ipaddress.IPv6Address) or not peer.ipv4_mapped else [peer, peer.ipv4_mapped]
+    )
+    networks = _networks(tuple(settings.portal_sso_trusted_proxies))
+    return any(address in network for address in candidates for network in networks)
+
+
+def sso_address(value: str) -> str:
+    """The address in a trusted proxy's header, normalised; 403 when it is not an address."""
+    try:
+        return check_email(value)
+    except InvalidInput:
+        raise Forbidden("the single sign-on header does not hold an email address", field="email") from None
 
 
 async def sign_in_sso(session: AsyncSession, settings: Settings, *, email: str) -> tuple[Visitor, str]:
     """Open a session for the address a trusted proxy vouches for; 403 when its domain is not allowed."""
-    try:
-        address = check_email(email)
-    except InvalidInput:
-        raise Forbidden("the single sign-on header does not hold an email address", field="email") from None
+    address = sso_address(email)
     account = await account_for_email(session, address)
     if account is None:
         raise Forbidden(

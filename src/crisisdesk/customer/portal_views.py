@@ -128,7 +128,7 @@ async def _identify(request: Request, session: AsyncSession) -> tuple[Visitor | 
     vouched = _sso_email(request, settings)
     if vouched is None:
         return visitor, None
-    if visitor is not None and visitor.email == vouched.strip().lower():
+    if visitor is not None and visitor.email == portal.sso_address(vouched):
         return visitor, None
     return await portal.sign_in_sso(session, settings, email=vouched)
 
