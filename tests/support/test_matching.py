@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -220,6 +222,15 @@ def test_a_tickets_weights_are_the_fitted_vectorizers_tf_idf() -> None:
     expected = matcher.vectorizer.transform([found]).tocoo()
     assert known == pytest.approx(dict(zip(expected.col.tolist(), expected.data.tolist(), strict=True)))
     assert unseen > 0  # "zebra", "forbidden" … are in no incident
+
+
+def test_a_pasted_log_is_read_only_so_far() -> None:
+    body = "Uploads fail since 10:40.\n" + "ERROR storage 403 AccessDenied request-id=abc\n" * 50_000
+    started = time.perf_counter()
+    best = Matcher([SSO, WEBHOOKS, BILLING]).rank(replace(LOCKED_OUT, subject="Upload errors", body=body))[0]
+    assert time.perf_counter() - started < 2
+    assert len(matching.ticket_words("s", body)) < matching.MAX_CHARS + 10
+    assert 0 <= best.confidence <= 1
 
 
 def test_no_candidates_rank_nothing() -> None:

@@ -101,7 +101,7 @@ LEAD = timedelta(minutes=30)  # customers notice before responders do; started_a
 TAIL = timedelta(hours=1)  # reports of a fixed incident keep arriving for a while
 WINDOW_FLOOR = 0.2  # the window factor long before or after the incident
 WINDOW_HALF_LIFE = timedelta(hours=1)  # how fast the factor falls towards the floor
-MAX_CHARS = 20_000  # of a ticket's own words; a pasted log adds time, not meaning
+MAX_CHARS = 20_000  # of a ticket's body read; a pasted log adds time, not meaning
 
 # ------------------------------------------------------------------------------ words
 
@@ -190,7 +190,7 @@ def ticket_words(subject: str, body: str) -> str:
     quoted replies and signature; a forwarded message is kept, without its headers."""
     kept: list[str] = []
     forwarded = False
-    for line in body.splitlines():
+    for line in body[:MAX_CHARS].splitlines():
         if _FORWARDED.match(line):
             forwarded = True
             continue
@@ -200,7 +200,7 @@ def ticket_words(subject: str, body: str) -> str:
             break
         if not line.lstrip().startswith(">"):
             kept.append(line)
-    return f"{subject}\n{subject}\n" + "\n".join(kept)[:MAX_CHARS]
+    return f"{subject}\n{subject}\n" + "\n".join(kept)
 
 
 def incident_words(candidate: Candidate) -> str:
