@@ -59,7 +59,7 @@ async def test_outreach_reaches_exactly_the_affected_accounts_each_with_its_own_
         )
         await guidance.set_eta(
             s, world.admin, incident_id=world.incident_id, eta_at=datetime(2031, 1, 15, 13, 45, tzinfo=UTC), note="",
-            published=False,
+            published=True,
         )  # fmt: skip
     headers = await _key_for(db, world)
     url = f"{API}/incidents/{world.incident_id}/outreach"

@@ -101,8 +101,8 @@ async def test_eta_moves_are_on_the_timeline_with_the_old_value_and_the_note(db:
     eta_events = [e for e in await _timeline(db, incident.id) if e.kind.startswith("eta")]
     fmt = "%Y-%m-%d %H:%M UTC"
     assert [e.summary for e in eta_events] == [
-        f"ETA set to {first_eta:{fmt}} (published)",
-        f"ETA set to {later:{fmt}} (was {first_eta:{fmt}}) (published) — The rollback is slower",
+        f"ETA set to {first_eta:{fmt}}, published",
+        f"ETA set to {later:{fmt}} (was {first_eta:{fmt}}), published — The rollback is slower",
         f"ETA withdrawn (was {later:{fmt}}) — Unknown again",
     ]
     assert eta_events[1].data["previous_eta_at"] == first_eta.isoformat()
@@ -354,6 +354,16 @@ async def test_templates_fill_workaround_eta_and_eta_at_in_the_page_time_zone(db
         await guidance.set_eta(
             s, admin, incident_id=incident.id, eta_at=datetime(2031, 1, 15, 13, 45, tzinfo=UTC), note="",
             published=False,
+        )  # fmt: skip
+    # Template words reach customers: internal guidance stays out of them.
+    async with db.session() as s:
+        values = await comms.incident_values(s, settings, await incidents.get_incident(s, incident.id))
+    assert (values["workaround"], values["eta"], values["eta_at"]) == ("", None, "")
+    async with db.session() as s:
+        await guidance.set_workaround(s, admin, incident_id=incident.id, body="Use SMS codes.", published=True)
+        await guidance.set_eta(
+            s, admin, incident_id=incident.id, eta_at=datetime(2031, 1, 15, 13, 45, tzinfo=UTC), note="",
+            published=True,
         )  # fmt: skip
     async with db.session() as s:
         published = await comms.publish_from_template(

@@ -270,17 +270,18 @@ def preview(
 async def incident_values(
     session: AsyncSession, settings: Settings, incident: Incident, *, next_update_at: datetime | None = None
 ) -> dict[str, Any]:
-    """What the incident already knows: components, start, links, the promise, its current workaround and
-    ETA (published or not: the person writing sees them before anything is sent) (to prefill a form)."""
+    """What the incident already knows: components, start, links, the promise, and its current workaround
+    and ETA once published (to prefill a form). Template words reach customers, so an internal workaround
+    or ETA stays out until someone publishes it."""
     names = {c.id: c.name for c in await catalog.list_components(session)}
     promise = next_update_at or incident.next_update_at
     if promise is None or promise <= utcnow():
         policy = await policies.get_policy(session, Severity(incident.severity or Severity.SEV3))
         promise = utcnow() + timedelta(minutes=policy.cadence_minutes)
     now = await guidance.current(session, incident.id)
-    eta_at = now.eta.eta_at if now.eta is not None else None
+    eta_at = now.eta.eta_at if now.eta is not None and now.eta.published else None
     return {
-        "workaround": now.workaround.body if now.workaround is not None else "",
+        "workaround": now.workaround.body if now.workaround is not None and now.workaround.published else "",
         "eta": eta_at,
         "eta_at": page_datetime(eta_at, settings.page_time_zone) if eta_at is not None else "",
         "components": [names[c.component_id] for c in incident.components if c.component_id in names],

@@ -224,7 +224,7 @@ async def set_eta(
         summary = f"ETA set to {format_instant(value)}" + (
             f" (was {was})" if was and was != format_instant(value) else ""
         )
-        summary += " (published)" if published else " (internal)"
+        summary += ", published" if published else ", internal"
     if note:
         summary += f" — {note[:200]}"
     await service.timeline(
