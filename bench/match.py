@@ -66,6 +66,14 @@ def pin_to_one_cpu() -> int | None:
         return None
 
 
+def load_average() -> float | None:
+    """The 1-minute load average: on a shared machine the speed figures move with it."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 # ------------------------------------------------------------------------------ accuracy
 
 
@@ -344,6 +352,7 @@ def main() -> int:
             "pinned_cpu": cpu,
             "python": platform.python_version(),
             "scikit_learn": sklearn.__version__,
+            "load_average_before": load_average(),
         },
         "threshold": DEFAULTS.match_threshold,
         "window_hours": DEFAULTS.match_window_hours,
@@ -369,6 +378,7 @@ def main() -> int:
         "precision (whole set)": {"measured": whole["precision"], "target": ">= 0.9", "met": whole["precision"] >= 0.9},
         "recall (whole set)": {"measured": whole["recall"], "target": ">= 0.8", "met": whole["recall"] >= 0.8},
     }
+    result["machine"]["load_average_after"] = load_average()
     result["wall_s"] = round(time.monotonic() - started, 1)
     print_table(result)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -134,6 +134,11 @@ def test_reasons_add_up_to_the_confidence() -> None:
         assert match.confidence == pytest.approx(min(1, max(0, parts)) * match.reasons["window"], abs=1e-3)
     assert ranked[0].reasons["margin"] > 0
     assert all(m.reasons["margin"] == 0 for m in ranked[1:])
+    # A question like no incident: every part 0 (stored as JSON, so never "-0.0").
+    unrelated = replace(LOCKED_OUT, subject="Rename workspace", body="How do I rename our workspace?")
+    for match in Matcher([SSO, WEBHOOKS, BILLING]).rank(unrelated):
+        assert match.confidence == 0
+        assert [str(v) for k, v in match.reasons.items() if k != "window"] == ["0.0"] * 4
 
 
 def test_the_accounts_components_count_for_and_against() -> None:
@@ -263,6 +268,7 @@ RESOLVED_NAIVE = _candidate(
 def test_confidence_stays_within_zero_and_one(ticket: TicketText) -> None:
     for match in Matcher([SSO, WEBHOOKS, BILLING, RESOLVED_NAIVE]).rank(ticket):
         assert 0 <= match.confidence <= 1
+        assert all(str(value) != "-0.0" for value in match.reasons.values())
         assert 0 < match.reasons["window"] <= 1
 
 

@@ -298,7 +298,7 @@ class Matcher:
             }
             window = window_factor(created_at, as_utc(candidate.started_at), _utc(candidate.resolved_at))
             confidence = min(1.0, max(0.0, sum(parts.values()))) * window
-            reasons = {name: round(value, 4) for name, value in parts.items()}
+            reasons = {name: round(value, 4) + 0.0 for name, value in parts.items()}  # + 0.0: no "-0.0"
             reasons["window"] = round(window, 4)
             matches.append(Match(candidate.incident_id, round(confidence, 4), reasons))
         matches.sort(key=lambda m: (-m.confidence, m.incident_id))
