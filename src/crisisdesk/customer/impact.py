@@ -33,15 +33,18 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     union,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.selectable import CTE
 
 from crisisdesk.catalog.models import SEVERITY_ORDER, Component, ComponentDependency, ComponentStatus, Region
 from crisisdesk.customer import rules
-from crisisdesk.customer.models import Account, AccountComponent
+from crisisdesk.customer.models import Account, AccountComponent, ImpactRule
 from crisisdesk.incident.models import Incident, IncidentComponent, Kind
 from crisisdesk.kit.errors import NotFound
 from crisisdesk.kit.time import iso
@@ -215,35 +218,42 @@ def window_end_of(incident: Incident) -> datetime | None:
 # ------------------------------------------------------------------------------ accounts
 
 
-def _in_region(session: AsyncSession, code: str) -> ColumnElement[bool]:
+def _in_region(session: AsyncSession, code: str, account: Any = Account) -> ColumnElement[bool]:
     """The account lists the region, or no region at all."""
     if session.get_bind().dialect.name == "postgresql":
-        listed: ColumnElement[bool] = cast(Account.regions, JSONB).op("?")(code)
+        listed: ColumnElement[bool] = cast(account.regions, JSONB).op("?")(code)
     else:
-        entries = func.json_each(Account.regions).table_valued("value")
+        entries = func.json_each(account.regions).table_valued("value")
         listed = exists(select(literal_column("1")).select_from(entries).where(entries.c.value == code))
-    return or_(func.json_array_length(Account.regions) == 0, listed)
+    return or_(func.json_array_length(account.regions) == 0, listed)
 
 
-def _affected_ids(session: AsyncSession, components: Sequence[AffectedComponent]) -> _Rows:
-    """The ids of the accounts the components affect (a statement, used as ``IN (…)``)."""
+def _affected(session: AsyncSession, components: Sequence[AffectedComponent]) -> ColumnElement[bool]:
+    """The condition on ``account`` that it is affected by one of the components."""
     plain = sorted({c.component_id for c in components if c.region_code is None})
     regional: dict[str, set[str]] = {}
     for c in components:
         if c.region_code is not None:
             regional.setdefault(c.region_code, set()).add(c.component_id)
-    parts: list[_Rows] = []
-    if plain:
-        parts.append(select(AccountComponent.account_id).where(AccountComponent.component_id.in_(plain)))
+
+    def users(ids: Sequence[str]) -> _Rows:
+        return select(AccountComponent.account_id).where(AccountComponent.component_id.in_(ids))
+
+    if not regional:
+        return Account.id.in_(users(plain))
+    if not plain and len(regional) == 1:
+        # One region: its JSON test runs once per candidate account, on the outer row.
+        ((code, ids),) = regional.items()
+        return and_(Account.id.in_(users(sorted(ids))), _in_region(session, code))
+    parts: list[_Rows] = [users(plain)] if plain else []
+    inner = aliased(Account)
     for code, ids in sorted(regional.items()):
         parts.append(
             select(AccountComponent.account_id)
-            .join(Account, Account.id == AccountComponent.account_id)
-            .where(AccountComponent.component_id.in_(sorted(ids)), _in_region(session, code))
+            .join(inner, inner.id == AccountComponent.account_id)
+            .where(AccountComponent.component_id.in_(sorted(ids)), _in_region(session, code, inner))
         )
-    if len(parts) == 1:
-        return parts[0]
-    return select(union(*parts).subquery().c.account_id)
+    return Account.id.in_(select(union(*parts).subquery().c.account_id))
 
 
 def _reaches(component: AffectedComponent, regions: Sequence[str]) -> bool:
@@ -301,7 +311,7 @@ async def _impacts(
 def _accounts_statement(
     session: AsyncSession, components: Sequence[AffectedComponent], *, tier: str | None = None
 ) -> _Rows:
-    statement: _Rows = select(*_ACCOUNT_COLUMNS).where(Account.id.in_(_affected_ids(session, components)))
+    statement: _Rows = select(*_ACCOUNT_COLUMNS).where(_affected(session, components))
     if tier is not None:
         statement = statement.where(Account.tier == tier)
     return statement.order_by(Account.arr_cents.desc(), Account.name, Account.id)
@@ -328,7 +338,7 @@ async def affected_count(session: AsyncSession, incident_id: str, *, tier: str |
     components = await _components_of(session, incident_id)
     if not components:
         return 0
-    statement = select(func.count()).where(Account.id.in_(_affected_ids(session, components)))
+    statement = select(func.count()).where(_affected(session, components))
     if tier is not None:
         statement = statement.where(Account.tier == tier)
     return int(await session.scalar(statement) or 0)
@@ -382,9 +392,7 @@ async def account_impact(session: AsyncSession, incident_id: str, account_id: st
     components = await _components_of(session, incident_id)
     if not components:
         return None
-    statement = select(*_ACCOUNT_COLUMNS).where(
-        Account.id == account_id, Account.id.in_(_affected_ids(session, components))
-    )
+    statement = select(*_ACCOUNT_COLUMNS).where(Account.id == account_id, _affected(session, components))
     rows = (await session.execute(statement)).all()
     found = await _impacts(session, components, rows, window_end_of(incident))
     return found[0] if found else None
@@ -427,19 +435,89 @@ async def incidents_affecting(
 # ------------------------------------------------------------------------------ summary
 
 
-async def _total_arr(session: AsyncSession) -> int:
-    return int(await session.scalar(select(func.coalesce(func.sum(Account.arr_cents), 0))) or 0)
+@dataclass
+class _Overview:
+    """What one statement finds about the affected accounts (and every account's ARR)."""
+
+    total_arr_cents: int
+    by_tier: list[TierImpact]
+    top_ids: list[str]
+    names: dict[frozenset[str], list[str]]  # lower-cased tiers (empty: all) → the three largest names
 
 
-async def _tiers(session: AsyncSession, components: Sequence[AffectedComponent]) -> list[TierImpact]:
-    statement = (
-        select(Account.tier, func.count(), func.coalesce(func.sum(Account.arr_cents), 0))
-        .where(Account.id.in_(_affected_ids(session, components)))
-        .group_by(Account.tier)
+async def _overview(
+    session: AsyncSession, components: Sequence[AffectedComponent], *, top: int, tier_sets: Sequence[frozenset[str]]
+) -> _Overview:
+    """Count and ARR by tier, the ``top`` largest ids and the three largest names of each tier set,
+    and the ARR of every account: one statement, so the affected accounts are looked up once."""
+    hit = (
+        select(Account.id, Account.name, Account.tier, Account.arr_cents)
+        .where(_affected(session, components))
+        .cte("hit")
+        .prefix_with("MATERIALIZED")
     )
-    found = [TierImpact(tier, int(n), int(arr)) for tier, n, arr in (await session.execute(statement)).all()]
-    found.sort(key=lambda t: (-t.arr_cents, t.tier is None, (t.tier or "").lower()))
-    return found
+    largest = (hit.c.arr_cents.desc(), hit.c.name, hit.c.id)
+    none = null()
+
+    def ranked(part: int, limit: int, tiers: frozenset[str]) -> _Rows:
+        inner = select(
+            literal_column(str(part)).label("part"),
+            hit.c.tier,
+            literal_column("0").label("n"),
+            hit.c.arr_cents.label("arr"),
+            hit.c.id,
+            hit.c.name,
+        )
+        if tiers:
+            inner = inner.where(hit.c.tier.in_(sorted(tiers)))
+        sub = inner.order_by(*largest).limit(limit).subquery()
+        return select(*sub.c)
+
+    parts: list[_Rows] = [
+        select(
+            literal_column("0").label("part"),
+            hit.c.tier,
+            func.count().label("n"),
+            func.coalesce(func.sum(hit.c.arr_cents), 0).label("arr"),
+            cast(none, String(24)).label("id"),
+            cast(none, String(300)).label("name"),
+        ).group_by(hit.c.tier),
+        select(
+            literal_column("1"),
+            cast(none, String(100)),
+            func.count(),
+            func.coalesce(func.sum(Account.arr_cents), 0),
+            cast(none, String(24)),
+            cast(none, String(300)),
+        ),
+    ]
+    if top > 0:
+        parts.append(ranked(2, top, frozenset()))
+    wanted = [t for t in dict.fromkeys(tier_sets) if t or top < 3]
+    for k, tiers in enumerate(wanted):
+        parts.append(ranked(3 + k, 3, tiers))
+    rows = (await session.execute(union_all(*parts))).all()
+    total = 0
+    by_tier: list[TierImpact] = []
+    top_ids: list[str] = []
+    names: dict[frozenset[str], list[str]] = {t: [] for t in wanted}
+    ordered: dict[int, list[tuple[int, str, str]]] = {}
+    for part, tier, n, arr, account_id, name in rows:
+        if part == 0:
+            by_tier.append(TierImpact(tier, int(n), int(arr)))
+        elif part == 1:
+            total = int(arr)
+        else:
+            ordered.setdefault(int(part), []).append((int(arr), name, account_id))
+    # A compound SELECT keeps no order: each ranked part is sorted again here (a few rows each).
+    for part, found in ordered.items():
+        found.sort(key=lambda r: (-r[0], r[1], r[2]))
+        if part == 2:
+            top_ids = [account_id for _, _, account_id in found]
+        else:
+            names[wanted[part - 3]] = [name for _, name, _ in found]
+    by_tier.sort(key=lambda t: (-t.arr_cents, t.tier is None, (t.tier or "").lower()))
+    return _Overview(total, by_tier, top_ids, names)
 
 
 def _percent(part: int, whole: int) -> float:
@@ -447,12 +525,12 @@ def _percent(part: int, whole: int) -> float:
 
 
 async def _scope(
-    session: AsyncSession, components: Sequence[AffectedComponent], tiers: Sequence[str]
+    session: AsyncSession, components: Sequence[AffectedComponent], tiers: frozenset[str] | None
 ) -> tuple[int, int, list[str]]:
-    """Count, ARR and the three largest names of the affected accounts of the given tiers."""
-    where = [Account.id.in_(_affected_ids(session, components))]
-    if tiers:
-        where.append(func.lower(Account.tier).in_(sorted({t.lower() for t in tiers})))
+    """Count, ARR and the three largest names of the affected accounts of the given tiers (None: all)."""
+    where = [_affected(session, components)]
+    if tiers is not None:
+        where.append(Account.tier.in_(sorted(tiers)))
     n, arr = (
         await session.execute(select(func.count(), func.coalesce(func.sum(Account.arr_cents), 0)).where(*where))
     ).one()
@@ -466,33 +544,55 @@ async def _scope(
     return int(n), int(arr), names
 
 
-async def suggest(
+async def _tiers_in_use(session: AsyncSession) -> list[str]:
+    """Every tier an account has: a loose scan of the tier index (one probe per tier, not per account)."""
+    walk = text(
+        "WITH RECURSIVE t(tier) AS (SELECT min(tier) FROM account UNION ALL "
+        "SELECT (SELECT min(tier) FROM account WHERE tier > t.tier) FROM t WHERE t.tier IS NOT NULL) "
+        "SELECT tier FROM t WHERE tier IS NOT NULL"
+    )
+    return list(await session.scalars(walk))
+
+
+def _tier_set(rule: ImpactRule, in_use: Sequence[str]) -> frozenset[str]:
+    """The tiers accounts actually have that the rule names (rules match tiers ignoring case)."""
+    named = {t.lower() for t in rule.tiers}
+    return frozenset(t for t in in_use if t.lower() in named)
+
+
+async def _suggest(
     session: AsyncSession,
     components: Sequence[AffectedComponent],
-    *,
-    account_count: int,
-    arr_cents: int,
-    total_arr_cents: int,
+    enabled: Sequence[ImpactRule],
+    overview: _Overview,
+    top_names: list[str],
+    in_use: Sequence[str],
 ) -> Suggestion | None:
     """The first enabled rule, by position, that the impact satisfies."""
-    if not account_count:
+    count = sum(t.account_count for t in overview.by_tier)
+    if not count:
         return None
-    for rule in await rules.enabled_rules(session):
-        scoped = components
+    for rule in enabled:
+        scoped = list(components)
         if rule.min_status:
             limit = _rank(rule.min_status)
             scoped = [c for c in components if _rank(c.status) <= limit]
             if not scoped:
                 continue
-        if rule.tiers or rule.min_status:
-            n, arr, names = await _scope(session, scoped, rule.tiers)
+        tiers = _tier_set(rule, in_use)
+        if len(scoped) < len(components):
+            # Only some components count: their accounts need a query of their own (rare).
+            n, arr, names = await _scope(session, scoped, tiers if rule.tiers else None)
         else:
-            n, arr, names = account_count, arr_cents, []
+            chosen = [t for t in overview.by_tier if not rule.tiers or t.tier in tiers]
+            n = sum(t.account_count for t in chosen)
+            arr = sum(t.arr_cents for t in chosen)
+            names = overview.names.get(tiers, []) if rule.tiers else top_names[:3]
         facts = rules.Facts(
             account_count=n,
             arr_cents=arr,
-            total_arr_cents=total_arr_cents,
-            names=names,
+            total_arr_cents=overview.total_arr_cents,
+            names=names if (rule.tiers or rule.min_status or rule.account_count) else [],
             component_names=[c.name for c in scoped],
             statuses=[c.status for c in scoped],
         )
@@ -507,25 +607,29 @@ async def summarize(session: AsyncSession, incident_id: str, *, top: int = 10) -
     the affected components, the impact window and the severity the impact rules suggest."""
     incident = await _incident(session, incident_id)
     components = await _components_of(session, incident_id)
-    total = await _total_arr(session)
     end = window_end_of(incident)
     if not components:
+        total = int(await session.scalar(select(func.coalesce(func.sum(Account.arr_cents), 0))) or 0)
         return ImpactSummary(incident.id, 0, 0, total, 0.0, [], [], [], None, end, None)
-    by_tier = await _tiers(session, components)
-    count = sum(t.account_count for t in by_tier)
-    arr = sum(t.arr_cents for t in by_tier)
+    enabled = await rules.enabled_rules(session)
+    in_use = await _tiers_in_use(session) if any(r.tiers for r in enabled) else []
+    tier_sets = [t for t in (_tier_set(r, in_use) for r in enabled if r.tiers) if t]
+    overview = await _overview(session, components, top=max(top, 0), tier_sets=tier_sets)
+    count = sum(t.account_count for t in overview.by_tier)
+    arr = sum(t.arr_cents for t in overview.by_tier)
     top_accounts: list[AccountImpact] = []
-    if count and top > 0:
-        rows = (await session.execute(_accounts_statement(session, components).limit(top))).all()
+    if overview.top_ids:
+        found = (await session.execute(select(*_ACCOUNT_COLUMNS).where(Account.id.in_(overview.top_ids)))).all()
+        rows = sorted(found, key=lambda r: overview.top_ids.index(r.id))
         top_accounts = await _impacts(session, components, rows, end)
-    suggestion = await suggest(session, components, account_count=count, arr_cents=arr, total_arr_cents=total)
+    suggestion = await _suggest(session, components, enabled, overview, [a.name for a in top_accounts], in_use)
     return ImpactSummary(
         incident_id=incident.id,
         account_count=count,
         arr_cents=arr,
-        total_arr_cents=total,
-        arr_percent=_percent(arr, total),
-        by_tier=by_tier,
+        total_arr_cents=overview.total_arr_cents,
+        arr_percent=_percent(arr, overview.total_arr_cents),
+        by_tier=overview.by_tier,
         top=top_accounts,
         components=components,
         window_start=min(c.since for c in components),
