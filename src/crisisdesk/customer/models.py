@@ -27,7 +27,7 @@ class Account(Base):
     arr_cents: Mapped[int] = mapped_column(default=0)
     regions: Mapped[list[str]] = mapped_column(JSON, default=list)
     csm_owner: Mapped[str | None] = mapped_column(String(320))
-    helpdesk_org_id: Mapped[str | None] = mapped_column(String(200))
+    helpdesk_org_id: Mapped[str | None] = mapped_column(String(200), index=True)  # a ticket finds its account
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -59,7 +59,7 @@ class AccountContact(Base):
     account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(default=0)
     name: Mapped[str] = mapped_column(String(300))
-    email: Mapped[str] = mapped_column(String(320))
+    email: Mapped[str] = mapped_column(String(320), index=True)  # a ticket or a sign-in finds its account
     role: Mapped[str | None] = mapped_column(String(100))
 
 
