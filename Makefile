@@ -34,12 +34,14 @@ bench: install
 	$(BIN)/python bench/fanout.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/match.py
+	$(BIN)/python bench/impact.py
 
 bench-quick: install
 	$(BIN)/python bench/statuspage.py --quick
 	$(BIN)/python bench/fanout.py --quick
 	$(BIN)/python bench/ingest.py --quick
 	$(BIN)/python bench/match.py --quick
+	$(BIN)/python bench/impact.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache crisisdesk.db* bench/results
