@@ -17,6 +17,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,6 +32,7 @@ from crisisdesk.models import metadata
 from tests.fixtures.databases import POSTGRES_URL, reset_schema
 
 PROCESSES_GROUP = "processes"
+TERMINAL_ENVIRON = "crisisdesk_terminal_environ"
 E2E = Path(__file__).parent / "e2e"
 BACKENDS = [
     "sqlite",
@@ -41,8 +43,27 @@ BACKENDS = [
 ]
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """Pass each xdist worker the terminal variables this run has.
+
+    The readline module pytest loads sets COLUMNS=80 and LINES=24 in the environment that child
+    processes inherit, so the workers would start with them where a serial run has neither, and
+    a rich Console made at import would keep a width of 80 whatever a test sets.
+    """
+    node.workerinput[TERMINAL_ENVIRON] = {name: os.environ.get(name) for name in ("COLUMNS", "LINES")}
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    if POSTGRES_URL and os.environ.get("PYTEST_XDIST_WORKER"):
+    workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
+    if workerinput is None:
+        return
+    for name, value in workerinput[TERMINAL_ENVIRON].items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if POSTGRES_URL:
         # Whatever reads the variable itself (a test, a child process) lands on this worker's database too.
         os.environ["CRISISDESK_TEST_POSTGRES_URL"] = POSTGRES_URL
 
