@@ -223,3 +223,18 @@ async def test_api_crud(client: httpx.AsyncClient, db: Database) -> None:
     deleted = await client.delete(f"{API}/impact-rules/{rule['id']}", headers=admin)
     assert deleted.status_code == 200 and deleted.json() == {"id": rule["id"]}
     assert await count_rows(db, ImpactRule) == 1
+
+
+async def test_reason_names_accounts_without_a_top_list(db: Database) -> None:
+    world = await make_world(db)
+    async with db.session() as s:
+        await rules.create_rule(
+            s, world.admin, name="Two down", severity="SEV2", min_status="major_outage", account_count=2
+        )
+    incident_id = await _declare(db, world, {"Identity": "major_outage"})
+    async with db.sessionmaker() as s:
+        summary = await impact.summarize(s, incident_id, top=0)
+    assert summary.top == [] and summary.suggestion is not None
+    assert summary.suggestion.reason == (
+        "3 accounts (Globex, Wayne and Umbrella) on a major outage of Identity, API and Dashboard (≥ 2)"
+    )

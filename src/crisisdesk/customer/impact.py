@@ -601,7 +601,7 @@ async def _suggest(
             chosen = [t for t in overview.by_tier if not rule.tiers or t.tier in tiers]
             n = sum(t.account_count for t in chosen)
             arr = sum(t.arr_cents for t in chosen)
-            names = overview.names.get(tiers, []) if rule.tiers else top_names[:3]
+            names = overview.names.get(tiers, []) if rule.tiers else overview.names.get(tiers) or top_names[:3]
         facts = rules.Facts(
             account_count=n,
             arr_cents=arr,
@@ -628,6 +628,8 @@ async def summarize(session: AsyncSession, incident_id: str, *, top: int = 10) -
     enabled = await rules.enabled_rules(session)
     in_use = await _tiers_in_use(session) if any(r.tiers for r in enabled) else []
     tier_sets = [t for t in (_tier_set(r, in_use) for r in enabled if r.tiers) if t]
+    if top < 3 and any(not r.tiers and (r.min_status or r.account_count) for r in enabled):
+        tier_sets.append(frozenset())  # the names such a rule's reason gives, when the top list is too short
     overview = await _overview(session, components, top=max(top, 0), tier_sets=tier_sets)
     count = sum(t.account_count for t in overview.by_tier)
     arr = sum(t.arr_cents for t in overview.by_tier)
