@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from datetime import UTC, datetime
 
 import httpx
@@ -24,20 +23,11 @@ from crisisdesk.notify.tasks import delivery_worker
 from tests.fixtures.api import count_rows, error_locs, error_text
 from tests.fixtures.auth import api_key_headers
 from tests.fixtures.console import HTML, sign_in
-from tests.fixtures.outreach import CSM, OutreachWorld, make_outreach_world, outreach_template_fields
+from tests.fixtures.outreach import CSM, make_outreach_world, outreach_template_fields
 from tests.fixtures.peers import SmtpSink
+from tests.fixtures.ports import worker_port
 
 API = "/api/v1"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def _key_for(db: Database, world: OutreachWorld) -> dict[str, str]:
-    return await api_key_headers(db, Role.admin)
 
 
 async def _stored(db: Database) -> tuple[int, int, int, int]:
@@ -61,7 +51,7 @@ async def test_outreach_reaches_exactly_the_affected_accounts_each_with_its_own_
             s, world.admin, incident_id=world.incident_id, eta_at=datetime(2031, 1, 15, 13, 45, tzinfo=UTC), note="",
             published=True,
         )  # fmt: skip
-    headers = await _key_for(db, world)
+    headers = await api_key_headers(db, Role.admin)
     url = f"{API}/incidents/{world.incident_id}/outreach"
 
     preview = await client.post(url, json={"template_id": world.template_id, "dry_run": True}, headers=headers)
@@ -89,7 +79,7 @@ async def test_outreach_reaches_exactly_the_affected_accounts_each_with_its_own_
     assert again.status_code == 409 and error_locs(again) == [["body", "template_id"]]
     assert await _stored(db) == (1, 3, 3, 1)
 
-    settings.smtp_host, settings.smtp_port = "127.0.0.1", _free_port()
+    settings.smtp_host, settings.smtp_port = "127.0.0.1", worker_port(18800)
     async with SmtpSink(settings.smtp_port) as sink:
         async with delivery_worker(app.state.runtime) as worker:
             assert await worker.run_once() == 3
