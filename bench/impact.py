@@ -431,7 +431,7 @@ def main() -> int:
     profile = QUICK if args.quick else FULL
     if args.runs or args.accounts:
         profile = Profile(accounts=args.accounts or profile.accounts, runs=args.runs or profile.runs)
-    with workspace(args.keep, prefix="crisisdesk-impact-") as tmp:
+    with workspace(args.keep and not args.postgres, prefix="crisisdesk-impact-") as tmp:
         pg_name = None
         if args.postgres:
             url, pg_name = asyncio.run(create_postgres_database(args.postgres))
