@@ -239,7 +239,8 @@ class IncidentCounter(Base):
 class Workaround(Base):
     """One version of an incident's workaround; the newest is current, an empty body withdraws it.
 
-    ``published`` puts it on the public page; the agent brief and templates always see it.
+    ``published`` puts it on the public page and into templates and macros; the agent brief
+    always sees it, marked when it is not public.
     """
 
     __tablename__ = "incident_workaround"
