@@ -8,12 +8,14 @@ import socket
 from datetime import timedelta
 
 import httpx
+import pytest
 from fastapi import FastAPI
 from sqlalchemy import select, update
 
 from crisisdesk.app import serve_app
 from crisisdesk.auth.models import Role
 from crisisdesk.config import Settings
+from crisisdesk.customer import portal
 from crisisdesk.customer.models import AccountDomain, PortalLogin, PortalSession
 from crisisdesk.customer.portal_views import public_main
 from crisisdesk.incident import guidance
@@ -178,6 +180,29 @@ async def test_links_per_address_are_capped(client: httpx.AsyncClient, db: Datab
     assert len(await link_messages(db, "fred@acme.example")) == 1
 
 
+async def test_the_hourly_link_limit_remembers_links_that_have_expired(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link expires long before its hour is over: asking again later in that hour is still counted."""
+    await _acme(db)
+    start = utcnow()
+
+    async def ask(minute: int) -> bool:
+        monkeypatch.setattr(portal, "utcnow", lambda: start + timedelta(minutes=minute))
+        async with db.session() as session:
+            return await portal.request_link(session, settings, email="dana@acme.example") is not None
+
+    assert settings.portal_link_minutes < 16
+    sent = [minute for minute in [0, 1, 2, 3, *range(16, 60)] if await ask(minute)]
+    assert sent == [0, 1, 2, 3, 16]
+    assert len(await link_messages(db, "dana@acme.example")) == portal.LINKS_PER_ADDRESS
+    # The hour slides: as each early link leaves it, one more may go; rows older than the hour are gone.
+    assert [await ask(minute) for minute in range(60, 66)] == [False, True, True, True, True, False]
+    async with db.sessionmaker() as session:
+        kept = sorted(row.created_at for row in await session.scalars(select(PortalLogin)))
+    assert [round((at - start).total_seconds() / 60) for at in kept] == [16, 61, 62, 63, 64]
+
+
 async def test_expired_unknown_and_forged_links_are_clear_4xx_pages(client: httpx.AsyncClient, db: Database) -> None:
     await _acme(db)
     await ask_for_link(client, "dana@acme.example")
@@ -337,6 +362,10 @@ async def test_the_page_shows_the_account_and_the_public_page(
     assert one.status_code == 200 and "dedicated" in one.text and "Web app sign-in errors" in one.text
     assert (await client.get("/private/notes/99999")).status_code == 404
     assert (await client.get("/private/notes/abc")).status_code == 404
+    # Characters Unicode calls digits but int() refuses ("²", "①") are no note either.
+    for odd in ("%C2%B2", "%E2%91%A0", "1%C2%B2"):
+        missing = await client.get(f"/private/notes/{odd}")
+        assert missing.status_code == 404 and "No such note for this account" in missing.text
 
 
 async def test_subscriptions_own_address_at_once_others_by_double_opt_in(

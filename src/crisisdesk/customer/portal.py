@@ -146,8 +146,13 @@ async def request_link(session: AsyncSession, settings: Settings, *, email: str)
     if to_address >= LINKS_PER_ADDRESS or to_account >= LINKS_PER_ACCOUNT:
         log.info("sign-in link not sent: the hourly limit for %s (or its account) is reached", address)
         return None
-    # Spent links of this account are of no use to anyone; dropped here so they do not pile up.
-    await session.execute(delete(PortalLogin).where(PortalLogin.account_id == account.id, PortalLogin.expires_at < now))
+    # Spent links of this account are of no use to anyone; dropped here so they do not pile up,
+    # but only once they are out of the hour the limit counts, or the count would forget them.
+    await session.execute(
+        delete(PortalLogin).where(
+            PortalLogin.account_id == account.id, PortalLogin.expires_at < now, PortalLogin.created_at < since
+        )
+    )
     token = secrets.token_urlsafe(32)
     login = PortalLogin(
         token_hash=digest(token),
@@ -421,7 +426,8 @@ async def account_page(session: AsyncSession, visitor: Visitor, *, now: datetime
 
 async def note_for(session: AsyncSession, visitor: Visitor, note_id: str) -> tuple[AccountNote, str | None]:
     """One note of the visitor's account, with the name of its incident; 404 for any other."""
-    if not note_id.isdigit() or len(note_id) > 9:
+    # isdigit() alone takes "²" for a digit, which int() refuses.
+    if not (note_id.isascii() and note_id.isdigit()) or len(note_id) > 9:
         raise NotFound("no such note for this account", field="note_id")
     note = await notes.get(session, visitor.account_id, int(note_id))
     name = (
