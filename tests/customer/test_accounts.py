@@ -13,7 +13,7 @@ import httpx
 from sqlalchemy import select
 
 from crisisdesk.auth.models import Role, Scope
-from crisisdesk.customer import importing
+from crisisdesk.customer import accounts, importing
 from crisisdesk.customer.models import Account, AccountComponent, AccountContact, SlaContract
 from crisisdesk.kit.db import Database
 from tests.fixtures.api import count_rows
@@ -181,6 +181,64 @@ async def test_export_round_trip(db: Database) -> None:
     assert (again.created, again.updated, again.error_count) == (0, 2, 0)
     async with db.sessionmaker() as session:
         assert await importing.export_csv(session) == exported
+
+
+FORMULAS = {
+    # external id: (name, tier, CSM owner, helpdesk org id)
+    "=1": ('=HYPERLINK("http://evil.example","Open")', "@Enterprise", "=cmd|' /C calc'!A0", "-42"),
+    "f2": ("+Plus Ltd", "-Minus tier", "@ann", "+7"),
+    "f3": ("'=Quoted on purpose", "''+Two quotes", "'plain apostrophe", None),
+    "f4": ("Plain Ltd", None, None, None),
+}
+
+
+async def test_export_keeps_formulas_out_of_spreadsheets_and_imports_back_exactly(db: Database) -> None:
+    """A cell starting with =, +, -, @ goes out behind an apostrophe and comes back as it was."""
+    async with db.session() as session:
+        formula_component = await make_component(session, "=Sum component")
+        await accounts.upsert_many(
+            session,
+            [
+                accounts.AccountData(
+                    external_id=ext,
+                    name=name,
+                    tier=tier,
+                    csm_owner=csm,
+                    helpdesk_org_id=org,
+                    component_ids=[formula_component.id] if ext != "f4" else [],
+                    contacts=[accounts.Contact("=Eve", "eve@formula.example", "@admin")] if ext == "=1" else [],
+                )
+                for ext, (name, tier, csm, org) in FORMULAS.items()
+            ],
+        )
+    async with db.sessionmaker() as session:
+        exported = await importing.export_csv(session)
+    rows = {row[0]: row for row in parse(exported)[1:]}
+    assert set(rows) == {"'=1", "f2", "f3", "f4"}
+    assert rows["'=1"][1:3] == ['\'=HYPERLINK("http://evil.example","Open")', "'@Enterprise"]
+    assert rows["'=1"][5:9] == [
+        "'=Sum component",
+        "'=Eve <eve@formula.example> (@admin)",
+        "'=cmd|' /C calc'!A0",
+        "'-42",
+    ]
+    assert rows["f2"][1:3] == ["'+Plus Ltd", "'-Minus tier"] and rows["f2"][7:9] == ["'@ann", "'+7"]
+    assert rows["f3"][1:3] == ["''=Quoted on purpose", "'''+Two quotes"]
+    assert rows["f3"][7] == "'plain apostrophe" and rows["f4"][1:3] == ["Plain Ltd", ""]
+    assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows.values() for cell in row)
+
+    async with db.session() as session:
+        again = await importing.import_text(session, exported)
+    assert (again.created, again.updated, again.error_count) == (0, 4, 0), again.errors
+    async with db.sessionmaker() as session:
+        assert await importing.export_csv(session) == exported
+        stored = {
+            a.external_id: (a.name, a.tier, a.csm_owner, a.helpdesk_org_id)
+            for a in await session.scalars(select(Account))
+        }
+        [contact] = await session.scalars(select(AccountContact))
+    assert stored == FORMULAS
+    assert (contact.name, contact.role) == ("=Eve", "@admin")
 
 
 async def test_api_crud_and_permissions(client: httpx.AsyncClient, db: Database) -> None:

@@ -6,6 +6,9 @@ the bad ones reported; with ``all_or_nothing`` nothing is stored when any row is
 The ``domains`` column (the account's private-page email domains) is optional: a file without it
 leaves the stored domains alone, and the export has it only when some account has a domain, so
 files made before private pages existed read and export as they did.
+
+A cell a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, carriage return first)
+is exported behind an apostrophe, which the import takes off again (:mod:`crisisdesk.kit.csvcells`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crisisdesk.catalog.models import Component
 from crisisdesk.customer import accounts
 from crisisdesk.customer.models import Account, AccountDomain
+from crisisdesk.kit import csvcells
 from crisisdesk.kit.errors import InvalidInput
 
 COLUMNS = (
@@ -287,7 +291,8 @@ async def import_rows(
             report.refuse(line, "*", f"has {len(values)} cells, the header {len(names)}")
             report.refused_rows += 1
             continue
-        data = _parse_row(dict(zip(names, values, strict=True)), line, lookup, report)
+        cells = (csvcells.read_cell(value) for value in values)
+        data = _parse_row(dict(zip(names, cells, strict=True)), line, lookup, report)
         if data is not None and data.external_id in seen:
             report.refuse(line, "external_id", f"repeats line {seen[data.external_id]}")
             data = None
@@ -346,7 +351,7 @@ async def export_csv(session: AsyncSession) -> str:
     """Every account in the import format, ordered by external id."""
     lookup = await _components(session)
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csvcells.writer(out, lineterminator="\n")
     with_domains = await session.scalar(select(AccountDomain.domain).limit(1)) is not None
     writer.writerow(ACCEPTED_COLUMNS if with_domains else COLUMNS)
     statement = select(Account).order_by(Account.external_id).execution_options(yield_per=500)
