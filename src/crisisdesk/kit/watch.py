@@ -99,9 +99,12 @@ class ChangeWatcher:
         self.error = f"{type(exc).__name__}: {exc}"[:500]
 
     async def _poll_loop(self) -> None:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for drops a cancellation that arrives
+        # as the wake-up does, and stop() would then wait for this loop forever.
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.check()
@@ -126,9 +129,11 @@ class ChangeWatcher:
                     connection.add_termination_listener(lambda _c, done=closed: done.set())
                     while not closed.is_set():
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(closed.wait(), 10)
+                            async with asyncio.timeout(10):
+                                await closed.wait()
                         if not closed.is_set():  # a silent network failure shows up here
-                            await asyncio.wait_for(connection.fetchval("SELECT 1"), 5)
+                            async with asyncio.timeout(5):
+                                await connection.fetchval("SELECT 1")
                     raise ConnectionError("the LISTEN connection was closed")
                 finally:
                     await connection.close()
