@@ -52,6 +52,10 @@ async def test_bad_component_input_names_the_field(client: httpx.AsyncClient, db
     )
     assert nested.status_code == 422 and ["body", "group_id"] in error_locs(nested)
     assert await count_rows(db, Component) == 1
+    for position in (1_000_001, 2**40, 10**20):
+        far = await client.post(f"{API}/components", headers=admin, json={"name": "Far", "position": position})
+        assert far.status_code == 422 and error_locs(far) == [["body", "position"]], far.text
+    assert await count_rows(db, Component) == 1
 
 
 async def test_set_status_records_history(client: httpx.AsyncClient, db: Database) -> None:

@@ -11,7 +11,7 @@ from crisisdesk.auth.models import Role, Scope
 from crisisdesk.catalog.models import Component, ComponentStatusChange
 from crisisdesk.config import Settings
 from crisisdesk.incident.models import Incident, IncidentUpdate, RoleAssignment, TimelineEvent
-from crisisdesk.kit.db import Database
+from crisisdesk.kit.db import MAX_OFFSET, Database
 from crisisdesk.kit.time import utcnow
 from tests.fixtures.api import count_rows, error_locs, error_text
 from tests.fixtures.auth import api_key_headers, make_actor
@@ -138,6 +138,11 @@ async def test_list_pages_with_limit_and_offset(client: httpx.AsyncClient, db: D
     assert [i["name"] for i in page.json()] == ["Incident 1", "Incident 0"]
     bad = await client.get(f"{API}/incidents", params={"status": "sideways"}, headers=headers)
     assert bad.status_code == 422 and ["query", "status"] in error_locs(bad)
+    # An offset no database integer holds is refused by name (SQLite could not bind it: a 500).
+    for offset in (MAX_OFFSET + 1, 10**20):
+        deep = await client.get(f"{API}/incidents", params={"offset": offset}, headers=headers)
+        assert deep.status_code == 422 and error_locs(deep) == [["query", "offset"]]
+    assert (await client.get(f"{API}/incidents", params={"offset": MAX_OFFSET}, headers=headers)).json() == []
 
 
 async def test_declare_with_unknown_component_is_404_and_stores_nothing(

@@ -38,7 +38,7 @@ class ComponentCreate(BaseModel):
     description: str | None = Field(default=None, max_length=2000, description="Optional text shown with it.")
     group_id: str | None = Field(default=None, description="Put the component in this group.")
     is_group: bool = Field(default=False, description="Create a group instead of a component.")
-    position: int | None = Field(default=None, ge=0, description="Order on the page; last when omitted.")
+    position: int | None = Field(default=None, ge=0, le=1_000_000, description="Order on the page; last when omitted.")
     showcase: bool = Field(default=True, description="Show the component on the public page.")
     only_show_if_degraded: bool = Field(default=False, description="Show it publicly only while degraded.")
 

@@ -18,6 +18,7 @@ from crisisdesk.customer.schemas import (
     ContactCreate,
     SlaCreate,
 )
+from crisisdesk.kit.db import MAX_OFFSET
 from crisisdesk.kit.errors import InvalidInput
 
 router = APIRouter(tags=["accounts"])
@@ -47,7 +48,7 @@ async def list_accounts(
     tier: str | None = Query(default=None, description="Only accounts of this tier."),
     component: str | None = Query(default=None, description="Only accounts that use this component id."),
     limit: int = Query(default=50, ge=1, le=500, description="At most this many, by name."),
-    offset: int = Query(default=0, ge=0, description="Skip this many (for paging)."),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET, description="Skip this many (for paging)."),
 ) -> AccountPageRead:
     """Accounts by name, filtered by tier and by a component they use."""
     items = await accounts.list_accounts(session, tier=tier, component_id=component, limit=limit, offset=offset)

@@ -19,6 +19,7 @@ from crisisdesk.customer.impact_schemas import (
     ImpactRuleRead,
 )
 from crisisdesk.incident.models import Incident
+from crisisdesk.kit.db import MAX_OFFSET
 from crisisdesk.kit.errors import NotFound
 
 router = APIRouter(tags=["impact"])
@@ -61,7 +62,7 @@ async def list_affected_accounts(
     session: Tx,
     actor: ApiReader,
     limit: int = Query(default=50, ge=1, le=500, description="At most this many, largest ARR first."),
-    offset: int = Query(default=0, ge=0, description="Skip this many (for paging)."),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET, description="Skip this many (for paging)."),
     tier: str | None = Query(default=None, max_length=100, description="Only accounts of this tier."),
 ) -> AccountImpactPageRead:
     """Every affected account with its affected components and impact window, largest ARR first."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.auth.deps import ApiReader, ApiWriter, Tx
@@ -18,9 +18,11 @@ from crisisdesk.customer.outreach_schemas import (
     OutreachResultRead,
     SampleRead,
 )
+from crisisdesk.kit.db import MAX_INT_ID, MAX_OFFSET
 from crisisdesk.kit.runtime import runtime_of
 
 router = APIRouter(tags=["outreach"])
+TaskId = Path(ge=1, le=MAX_INT_ID, description="CSM task id.")
 
 
 def _outreach_read(view: outreach.OutreachView) -> OutreachRead:
@@ -117,7 +119,7 @@ async def account_outreach(
     session: Tx,
     actor: ApiReader,
     limit: int = Query(default=50, ge=1, le=500, description="At most this many, newest first."),
-    offset: int = Query(default=0, ge=0, description="Skip this many (for paging)."),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET, description="Skip this many (for paging)."),
 ) -> list[AccountOutreachRead]:
     """Everything proactive outreach sent to this account: the incident, the impact it told, the addresses."""
     return [
@@ -164,7 +166,7 @@ async def list_tasks(
     task_status: str | None = Query(default=None, alias="status", description="open or done; both if omitted."),
     incident: str | None = Query(default=None, max_length=64, description="Only tasks of this incident id."),
     limit: int = Query(default=50, ge=1, le=500, description="At most this many."),
-    offset: int = Query(default=0, ge=0, description="Skip this many (for paging)."),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET, description="Skip this many (for paging)."),
 ) -> CsmTaskPageRead:
     """Follow-ups for customer success managers: open ones by due time first, then done ones."""
     parsed = csm_tasks.parse_status(task_status)
@@ -184,7 +186,7 @@ async def list_tasks(
     response_model=CsmTaskRead,
     responses=errors(401, 403, 404, 409, 422),
 )
-async def complete_task(task_id: int, session: Tx, actor: ApiWriter) -> CsmTaskRead:
+async def complete_task(session: Tx, actor: ApiWriter, task_id: int = TaskId) -> CsmTaskRead:
     """Mark the task done (409 if it already is); the incident's timeline records it."""
     task = await csm_tasks.complete(session, actor, task_id)
     [read] = await task_reads(session, [task])

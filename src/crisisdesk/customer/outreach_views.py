@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +19,7 @@ from crisisdesk.incident import service as incidents
 from crisisdesk.incident import views as incident_views
 from crisisdesk.incident.models import Incident, Kind
 from crisisdesk.kit.console import as_list, discard, failure_of, form_values, render, see_other, text
+from crisisdesk.kit.db import MAX_INT_ID
 from crisisdesk.kit.errors import DomainError
 from crisisdesk.kit.runtime import runtime_of
 
@@ -127,7 +128,9 @@ async def tasks_page(request: Request, actor: ConsoleReader, session: Tx) -> HTM
 
 
 @router.post("/console/csm-tasks/{task_id}/done", response_class=HTMLResponse)
-async def complete_task(request: Request, task_id: int, actor: ConsoleWriter, session: Tx) -> Response:
+async def complete_task(
+    request: Request, actor: ConsoleWriter, session: Tx, task_id: int = Path(ge=1, le=MAX_INT_ID)
+) -> Response:
     """Mark a task done and go back to the list it was on."""
     values = await form_values(request)
     back = {k: text(values, k) for k in ("assignee", "status") if text(values, k)}

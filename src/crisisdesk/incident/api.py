@@ -33,6 +33,7 @@ from crisisdesk.incident.schemas import (
     UpdateCreate,
     UpdateRead,
 )
+from crisisdesk.kit.db import MAX_OFFSET
 
 router = APIRouter(tags=["incidents"])
 
@@ -51,7 +52,7 @@ async def list_incidents(
         description="open (investigating/identified/monitoring) or resolved; all if omitted.",
     ),
     limit: int = Query(default=50, ge=1, le=200, description="At most this many, newest first."),
-    offset: int = Query(default=0, ge=0, description="Skip this many (for paging)."),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET, description="Skip this many (for paging)."),
 ) -> list[Incident]:
     """Incidents, newest first, with their updates, components and roles."""
     if state == "resolved":

@@ -33,6 +33,11 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+# Bounds for numbers a request sends to a query: past them SQLite cannot bind the value (a 500)
+# and PostgreSQL refuses it without naming the field. No page is a billion rows deep, and integer
+# ids are 32-bit on PostgreSQL.
+MAX_OFFSET = 1_000_000_000
+MAX_INT_ID = 2**31 - 1
 
 
 class UTCDateTime(TypeDecorator[datetime]):
