@@ -166,6 +166,8 @@ async def test_the_answer_never_tells_a_customer_domain_from_another(client: htt
     page = await client.get("/private")
     stale = await client.post("/private/login", data={"email": "dana@acme.example", "form_token": "1.abc"})
     assert stale.status_code == 403 and "expired" in stale.text
+    odd = await client.post("/private/login", data={"email": "dana@acme.example", "form_token": "\u00b2.abc"})
+    assert odd.status_code == 403 and "expired" in odd.text
     assert page.status_code == 200 and len(await link_messages(db, "dana@acme.example")) == 1
 
 

@@ -209,3 +209,17 @@ async def test_overview_reports_missing_roles_and_overdue_promise(db: Database) 
         [overview] = await incidents.overview(s)
         assert overview.overdue_by is not None and overview.overdue_by >= timedelta(minutes=5)
         assert "incident_commander" in overview.missing_roles
+
+
+async def test_find_incident_by_number_id_or_inc_reference(db: Database) -> None:
+    """What people type for an incident; odd digits and huge numbers are no incident, not a crash."""
+    _, actor = await make_actor(db)
+    async with db.session() as s:
+        incident = await make_incident(s, actor)
+    async with db.sessionmaker() as s:
+        for ref in (incident.id, str(incident.number), f"INC-{incident.number}", f" inc-{incident.number} "):
+            assert (await incidents.find_incident(s, ref)).id == incident.id
+        for ref in ("\u00b2", "INC-\u00b2", f"INC-{incident.number}\u00b2", "INC-" + "9" * 30, "9" * 5000):
+            with pytest.raises(NotFound) as refused:
+                await incidents.find_incident(s, ref)
+            assert refused.value.field == "incident_id"

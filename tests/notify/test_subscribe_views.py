@@ -220,6 +220,10 @@ async def test_forms_need_the_signed_token(client: httpx.AsyncClient, db: Databa
     assert missing.status_code == 403 and "expired" in missing.text
     forged = await client.post("/subscribe", data={**data, "form_token": "9999999999.deadbeef"})
     assert forged.status_code == 403
+    # Unicode digits int() refuses, and more digits than int() reads: refused like any forgery, not a 500.
+    for odd in ("\u00b2.deadbeef", "1\u00b2.deadbeef", "\u0661\u0662.deadbeef", "9" * 5000 + ".deadbeef"):
+        refused = await client.post("/subscribe", data={**data, "form_token": odd})
+        assert refused.status_code == 403 and "expired" in refused.text
     page = await client.get("/subscribe")
     cross = await client.post(
         "/subscribe", data={**data, "form_token": form_token(page.text)}, headers={"origin": "https://evil.example"}
@@ -433,7 +437,7 @@ async def test_console_viewers_read_admins_change(client: httpx.AsyncClient, db:
     assert "https://acme.webhook.office.com/…t77x" in listed.text and "Tsecret77" not in listed.text
     guessed = await client.get("/console/subscribers?q=Tsecret77", headers=HTML)  # a search cannot probe the URL
     assert guessed.status_code == 200 and "acme.webhook.office.com" not in guessed.text
-    for page in ("9" * 20, "9" * 5000):  # overflowed the offset, or int() itself: 500s
+    for page in ("9" * 20, "9" * 5000, "\u00b2", "\u0663"):  # overflowed the offset, int() itself, or isdigit()
         assert (await client.get("/console/subscribers", params={"page": page}, headers=HTML)).status_code == 200
     refused = await client.post(
         "/console/subscribers", data={"csrf_token": csrf, "channel": "email", "address": "v@example.com"}

@@ -758,7 +758,8 @@ async def find_incident(session: AsyncSession, ref: str) -> Incident:
     """An incident by id, by number, or as INC-<number> (for the CLI and people typing)."""
     text = ref.strip()
     digits = text[4:] if text.upper().startswith("INC-") else text
-    if digits.isdigit():
+    # ASCII and short: isdigit() also takes "²" (int() refuses it), and the number column is 32-bit.
+    if digits.isascii() and digits.isdigit() and len(digits) <= 9:
         incident_id = await session.scalar(select(Incident.id).where(Incident.number == int(digits)))
         if incident_id is not None:
             return await get_incident(session, incident_id, kind=Kind.incident)

@@ -73,7 +73,13 @@ def check_form(request: Request, settings: Settings, purpose: str, token: str) -
         if urlsplit(origin).netloc not in allowed:
             raise CsrfFailed("this form was sent from another site", field="form_token")
     issued_text, _, signature = token.partition(".")
-    fresh = issued_text.isdigit() and 0 <= time.time() - int(issued_text) <= FORM_TOKEN_HOURS * 3600
+    # isascii(): isdigit() also takes "²", which int() refuses.
+    fresh = (
+        issued_text.isascii()
+        and issued_text.isdigit()
+        and len(issued_text) <= 12
+        and 0 <= time.time() - int(issued_text) <= FORM_TOKEN_HOURS * 3600
+    )
     expected = _sign(settings, f"form|{purpose}|{issued_text}")
     if not fresh or not hmac.compare_digest(signature, expected):
         raise CsrfFailed("this form has expired; it was reloaded, please send it again", field="form_token")
@@ -372,7 +378,7 @@ async def unsubscribe(request: Request, token: str, session: Tx) -> HTMLResponse
 
 def _int(value: str | None, default: int) -> int:
     # Nine digits at most: longer ones overflow the database's offset, or int() itself past 4,300.
-    return int(value) if value and value.isdigit() and len(value) <= 9 else default
+    return int(value) if value and value.isascii() and value.isdigit() and len(value) <= 9 else default
 
 
 async def _console_page(
