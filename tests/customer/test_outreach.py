@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.auth.models import Role
 from crisisdesk.comms import service as comms
 from crisisdesk.config import Settings
-from crisisdesk.customer import impact, outreach
-from crisisdesk.customer.models import CsmTask, Outreach, OutreachAccount, TaskStatus
+from crisisdesk.customer import accounts as account_service
+from crisisdesk.customer import affected, impact, outreach
+from crisisdesk.customer.models import Account, CsmTask, Outreach, OutreachAccount, TaskStatus
 from crisisdesk.incident import guidance
 from crisisdesk.incident import service as incidents
 from crisisdesk.kit.db import Database
@@ -23,7 +28,7 @@ from crisisdesk.notify.tasks import delivery_worker
 from tests.fixtures.api import count_rows, error_locs, error_text
 from tests.fixtures.auth import api_key_headers
 from tests.fixtures.console import HTML, sign_in
-from tests.fixtures.outreach import CSM, make_outreach_world, outreach_template_fields
+from tests.fixtures.outreach import ACCOUNTS, CSM, make_outreach_world, outreach_template_fields
 from tests.fixtures.peers import SmtpSink
 from tests.fixtures.ports import worker_port
 
@@ -239,8 +244,6 @@ async def test_accounts_are_read_a_page_at_a_time(
     db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = await make_outreach_world(db)
-    from crisisdesk.customer import accounts as account_service
-
     async with db.session() as s:
         await account_service.upsert_many(
             s,
@@ -253,26 +256,91 @@ async def test_accounts_are_read_a_page_at_a_time(
                 for i in range(7)
             ],
         )  # fmt: skip
-    pages: list[tuple[int | None, int]] = []
-    real = impact.affected_accounts
+    pages: list[int] = []
+    real = affected.page
 
-    async def spy(session: object, incident_id: str, **kw: object) -> list[impact.AccountImpact]:
-        found = await real(session, incident_id, **kw)  # type: ignore[arg-type]
-        pages.append((kw.get("limit"), len(found)))  # type: ignore[arg-type]
-        return found
+    async def spy(session: AsyncSession, found: affected.Snapshot, ids: list[str]) -> list[impact.AccountImpact]:
+        loaded = await real(session, found, ids)
+        pages.append(len(loaded))
+        return loaded
 
     monkeypatch.setattr(outreach, "PAGE", 4)
-    monkeypatch.setattr(impact, "affected_accounts", spy)
+    monkeypatch.setattr(affected, "page", spy)
     async with db.session() as s:
         plan = await outreach.send(
             s, world.admin, settings, incident_id=world.incident_id, template_id=world.template_id
         )
-    assert pages == [(4, 4), (4, 4), (4, 2)]
+    assert pages == [4, 4, 2]
     assert plan.account_count == 10 and plan.delivery_count == 3 + 7
     async with db.sessionmaker() as s:
         recorded = await s.scalar(select(func.count()).select_from(OutreachAccount))
         addresses = set(await s.scalars(select(Delivery.address)))
     assert recorded == 10 and {f"p{i}@bulk.example" for i in range(7)} <= addresses
+
+
+def _bulk(world_components: dict[str, str], i: int, arr_cents: int) -> account_service.AccountData:
+    return account_service.AccountData(
+        external_id=f"bulk{i}",
+        name=f"Bulk {i}",
+        tier="Pro",
+        arr_cents=arr_cents,
+        component_ids=[world_components["Sign-in"]],
+        contacts=[account_service.Contact(f"P{i}", f"p{i}@bulk.example", "admin")],
+    )
+
+
+@pytest.mark.parametrize("change", ["a larger account arrives", "a sent account shrinks"])
+async def test_an_import_during_the_send_neither_skips_nor_repeats_an_account(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """Accounts change between two pages (committed by an import on PostgreSQL): the outreach still
+    writes once to each account that was affected when it started, and to no other."""
+    world = await make_outreach_world(db)
+    async with db.session() as s:
+        await account_service.upsert_many(s, [_bulk(world.components, i, 1_000_000 - i) for i in range(4)])
+    # Largest ARR first: Acme, Beta, Bulk 0-3, Delta; two a page.
+    before = ["acme", "beta", "bulk0", "bulk1", "bulk2", "bulk3", "delta"]
+    ext, name, tier, _, uses, people, csm = ACCOUNTS[0]
+    import_ = [
+        _bulk(world.components, 9, 50_000_000)
+        if change == "a larger account arrives"
+        else account_service.AccountData(
+            external_id=ext, name=name, tier=tier, arr_cents=1, csm_owner=csm,
+            component_ids=[world.components[c] for c in uses],
+            contacts=[account_service.Contact(n, e, r) for n, e, r in people],
+        )
+    ]  # fmt: skip
+    real = outreach._contacts
+    calls = 0
+
+    async def contacts_then_import(session: AsyncSession, ids: Sequence[str], roles: Sequence[str]) -> object:
+        nonlocal calls
+        calls += 1
+        found = await real(session, ids, roles)
+        if calls == 1:  # the first page is read: the import lands before the second is
+            if db.is_sqlite:  # one writer at a time: the send's own transaction stands in for the import's
+                await account_service.upsert_many(session, import_)
+            else:
+                async with asyncio.timeout(20), db.session() as other:
+                    await account_service.upsert_many(other, import_)
+        return found
+
+    monkeypatch.setattr(outreach, "PAGE", 2)
+    monkeypatch.setattr(outreach, "_contacts", contacts_then_import)
+    async with db.session() as s:
+        plan = await outreach.send(
+            s, world.admin, settings, incident_id=world.incident_id, template_id=world.template_id
+        )
+    assert calls == 4 and plan.account_count == len(before)
+    async with db.sessionmaker() as s:
+        written = list(
+            await s.scalars(select(Account.external_id).join(OutreachAccount, OutreachAccount.account_id == Account.id))
+        )
+        addresses = sorted(await s.scalars(select(Delivery.address).where(Delivery.purpose == Purpose.outreach)))
+    assert sorted(written) == before
+    assert addresses == sorted(
+        ["ops@acme.example", "cfo@acme.example", "it@beta.example", *(f"p{i}@bulk.example" for i in range(4))]
+    )
 
 
 async def test_who_may_send_and_bad_renders(client: httpx.AsyncClient, db: Database, settings: Settings) -> None:
@@ -356,3 +424,35 @@ async def test_console_outreach_card_preview_send_and_tasks_page(client: httpx.A
     assert "Call Acme" in (await client.get("/console/csm-tasks?status=done")).text
     bad = await client.get("/console/csm-tasks?status=closed")
     assert bad.status_code == 422 and "not a task status" in bad.text
+
+
+async def test_the_card_lists_tiers_from_the_tier_index_without_reading_every_account(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """The incident page is loaded often: its tier choices come from a walk of the tier index
+    (one probe per tier), not SELECT DISTINCT over every account."""
+    world = await make_outreach_world(db)
+    async with db.session() as s:
+        await account_service.upsert_many(
+            s,
+            [
+                account_service.AccountData(external_id="tiny", name="Tiny", tier="basic"),
+                account_service.AccountData(external_id="none", name="No tier"),
+            ],
+        )
+    await sign_in(client, db, Role.admin)
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        page = await client.get(f"/console/incidents/{world.incident_id}", headers=HTML)
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", seen)
+    assert page.status_code == 200
+    shown = re.findall(r'<input type="checkbox" name="tiers" value="([^"]*)"', page.text)
+    assert shown == ["basic", "Enterprise", "Pro"]
+    assert not [s for s in statements if re.search(r"SELECT DISTINCT account\.tier", s, re.I)]
+    assert [s for s in statements if "WITH RECURSIVE t(tier)" in s]

@@ -3,9 +3,11 @@
 Each account's message is rendered with its own impact (the components it uses that the
 incident affects, since when), and goes out as one ``delivery`` row per contact address
 (purpose ``outreach``, channel email) in the transaction that records the outreach, so the
-delivery workers send it like any other message and nothing is lost. Accounts are read a page
-at a time from :func:`crisisdesk.customer.impact.affected_accounts` and written with
-executemany, so ten thousand accounts never sit in memory at once. Each top-tier account gets
+delivery workers send it like any other message and nothing is lost. The affected accounts' ids
+are read once, in one statement (:func:`crisisdesk.customer.affected.snapshot`), so an import
+committed during the send neither skips an account nor writes to one twice; the accounts are
+then loaded, rendered and written with executemany a page at a time, so ten thousand accounts
+never sit in memory at once. Each top-tier account gets
 one open task for its customer success manager per incident (a second outreach reuses it).
 
 A second send of the same template on the same incident within :data:`REPEAT_WINDOW` is
@@ -29,9 +31,9 @@ from crisisdesk.comms import service as comms
 from crisisdesk.comms.models import MessageTemplate
 from crisisdesk.comms.templates import SUBJECT_LIMIT, coerce_values, one_line, parse_variables
 from crisisdesk.config import Settings
-from crisisdesk.customer import accounts, impact
+from crisisdesk.customer import accounts, affected
 from crisisdesk.customer.impact import AccountImpact
-from crisisdesk.customer.models import Account, AccountContact, CsmTask, Outreach, OutreachAccount, TaskStatus
+from crisisdesk.customer.models import AccountContact, CsmTask, Outreach, OutreachAccount, TaskStatus
 from crisisdesk.incident import service as incidents
 from crisisdesk.incident.models import Incident, IncidentRole, Kind
 from crisisdesk.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -204,29 +206,17 @@ async def stored_tiers(session: AsyncSession, tiers: Sequence[str]) -> list[str]
     """The tiers as accounts spell them (a request may say "enterprise" for "Enterprise")."""
     if not tiers:
         return []
-    found = await session.scalars(
-        select(Account.tier).distinct().where(func.lower(Account.tier).in_(sorted({t.lower() for t in tiers})))
-    )
-    return sorted(t for t in found if t is not None)
+    wanted = {t.lower() for t in tiers}
+    return sorted(t for t in await affected.tiers_in_use(session) if t.lower() in wanted)
 
 
 async def _pages(session: AsyncSession, incident_id: str, tiers: Sequence[str]) -> AsyncIterator[list[AccountImpact]]:
-    """The affected accounts a page at a time (per tier when tiers are chosen)."""
-    if tiers:
-        chosen: list[str | None] = list(await stored_tiers(session, tiers))
-        if not chosen:
-            return
-    else:
-        chosen = [None]
-    for tier in chosen:
-        offset = 0
-        while True:
-            page = await impact.affected_accounts(session, incident_id, limit=PAGE, offset=offset, tier=tier)
-            if page:
-                yield page
-            if len(page) < PAGE:
-                break
-            offset += PAGE
+    """The affected accounts (of the chosen tiers) a page at a time, largest ARR first."""
+    found = await affected.snapshot(session, incident_id, tiers=await stored_tiers(session, tiers) if tiers else None)
+    for start in range(0, len(found.account_ids), PAGE):
+        page = await affected.page(session, found, found.account_ids[start : start + PAGE])
+        if page:
+            yield page
 
 
 class _Contact(NamedTuple):

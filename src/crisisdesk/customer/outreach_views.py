@@ -7,14 +7,12 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.auth.deps import ConsoleReader, ConsoleWriter, Tx
 from crisisdesk.auth.service import Actor
 from crisisdesk.comms import service as comms
-from crisisdesk.customer import csm_tasks, outreach
-from crisisdesk.customer.models import Account
+from crisisdesk.customer import affected, csm_tasks, outreach
 from crisisdesk.incident import service as incidents
 from crisisdesk.incident import views as incident_views
 from crisisdesk.incident.models import Incident, Kind
@@ -28,9 +26,9 @@ TASKS_PAGE = 100
 
 
 async def known_tiers(session: AsyncSession) -> list[str]:
-    """The tiers accounts have, for the outreach card's choices."""
-    rows = await session.scalars(select(Account.tier).distinct().where(Account.tier.is_not(None)))
-    return sorted((t for t in rows if t), key=str.lower)
+    """The tiers accounts have, for the outreach card's choices (read on every incident page: an
+    index walk, one probe per tier, where SELECT DISTINCT would read every account)."""
+    return sorted((t for t in await affected.tiers_in_use(session) if t), key=str.lower)
 
 
 async def outreach_panel(session: AsyncSession, actor: Actor, incident: Incident) -> dict[str, Any]:
