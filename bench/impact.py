@@ -79,27 +79,37 @@ def _pad(dialect: str) -> str:
     return "printf('%07d', i)" if dialect == "sqlite" else "lpad(i::text, 7, '0')"
 
 
+def _tier_roll() -> str:
+    return f"({_hash('i', 2654435761)} % 100)"
+
+
+def _tier(roll: str) -> str:
+    return f"CASE WHEN {roll} < 2 THEN 'Enterprise' WHEN {roll} < 20 THEN 'Business' ELSE 'Starter' END"
+
+
+def _arr(roll: str) -> str:
+    arr_roll = f"({_hash('i', 40503)} % 1000)"
+    return f"""CASE WHEN {roll} < 2 THEN 10000000 + {arr_roll} * 100000
+                    WHEN {roll} < 20 THEN 1000000 + {arr_roll} * 10000
+                    ELSE 50000 + {arr_roll} * 1000 END"""
+
+
+def _regions(eu: str, us: str, both: str) -> str:
+    roll = f"({_hash('i', 2246822519)} % 10)"
+    return f"CASE WHEN {roll} < 5 THEN {eu} WHEN {roll} < 9 THEN {us} ELSE {both} END"
+
+
 def account_select(dialect: str, first: int, count: int, now: str) -> str:
     """SELECT producing the ``account`` rows first … first+count-1."""
     pad = _pad(dialect)
     series = _series(dialect, first, count)
-    tier_roll = f"({_hash('i', 2654435761)} % 100)"
-    arr_roll = f"({_hash('i', 40503)} % 1000)"
-    region_roll = f"({_hash('i', 2246822519)} % 10)"
-    regions = (
-        f"CASE WHEN {region_roll} < 5 THEN '[\"eu-west\"]' WHEN {region_roll} < 9 THEN '[\"us-east\"]' "
-        'ELSE \'["eu-west", "us-east"]\' END'
-    )
+    roll = _tier_roll()
+    regions = _regions("'[\"eu-west\"]'", "'[\"us-east\"]'", '\'["eu-west", "us-east"]\'')
     if dialect == "postgresql":
         regions = f"({regions})::json"
     return f"""
-        SELECT 'a' || {pad}, 'EXT-' || {pad}, 'Account ' || {pad},
-               CASE WHEN {tier_roll} < 2 THEN 'Enterprise' WHEN {tier_roll} < 20 THEN 'Business' ELSE 'Starter' END,
-               CASE WHEN {tier_roll} < 2 THEN 10000000 + {arr_roll} * 100000
-                    WHEN {tier_roll} < 20 THEN 1000000 + {arr_roll} * 10000
-                    ELSE 50000 + {arr_roll} * 1000 END,
-               {regions},
-               CASE WHEN {tier_roll} < 2 THEN 'csm' || (i % 40) || '@example.com' END,
+        SELECT 'a' || {pad}, 'EXT-' || {pad}, 'Account ' || {pad}, {_tier(roll)}, {_arr(roll)}, {regions},
+               CASE WHEN {roll} < 2 THEN 'csm' || (i % 40) || '@example.com' END,
                {now}, {now}
         FROM {series} AS s
         ORDER BY i
@@ -107,19 +117,30 @@ def account_select(dialect: str, first: int, count: int, now: str) -> str:
 
 
 def link_select(dialect: str, first: int, count: int) -> str:
-    """SELECT producing ten distinct components for each of these accounts, in primary-key order."""
+    """SELECT producing ten distinct components for each of these accounts, in primary-key order,
+    each link with its account's tier, ARR and region codes (as the account service copies them)."""
     pad = _pad(dialect)
     series = _series(dialect, first, count)
     strides = " ".join(f"WHEN {n} THEN {s}" for n, s in enumerate(STRIDES))
     offset = f"({_hash('i', 2654435761)} % {COMPONENTS})"
     stride = f"(CASE ({_hash('i', 97)} % {len(STRIDES)}) {strides} END)"
+    roll = _tier_roll()
+    codes = _regions("'|eu-west|'", "'|us-east|'", "'|eu-west|us-east|'")
     return f"""
-        SELECT 'a' || {pad}, bc.id
+        SELECT 'a' || {pad}, bc.id, {_tier(roll)}, {_arr(roll)}, {codes}
         FROM {series} AS s
         CROSS JOIN (SELECT 0 AS k{"".join(f" UNION ALL SELECT {k}" for k in range(1, PER_ACCOUNT))}) AS k
         JOIN bench_component AS bc ON bc.idx = ({offset} + k.k * {stride}) % {COMPONENTS}
         ORDER BY 1, 2
     """
+
+
+LINK_COLUMNS = "(account_id, component_id, tier, arr_cents, region_codes)"
+LINK_INDEX = (
+    "CREATE INDEX ix_account_component_impact "
+    "ON account_component (component_id, tier, arr_cents, account_id, region_codes)"
+)
+TOTAL = "UPDATE account_total SET arr_cents = (SELECT coalesce(sum(arr_cents), 0) FROM account) WHERE id = 1"
 
 
 def load_sqlite(path: Path, count: int, component_ids: list[str]) -> dict[str, float]:
@@ -134,7 +155,7 @@ def load_sqlite(path: Path, count: int, component_ids: list[str]) -> dict[str, f
         conn.execute("CREATE TEMP TABLE bench_component (idx INTEGER PRIMARY KEY, id TEXT NOT NULL)")
         conn.executemany("INSERT INTO bench_component VALUES (?, ?)", list(enumerate(component_ids)))
         # Built after the load, as a restore would: sorting once beats 10 M random index inserts.
-        conn.execute("DROP INDEX ix_account_component_component")
+        conn.execute("DROP INDEX ix_account_component_impact")
         conn.execute("DROP INDEX ix_account_tier")
         started = time.perf_counter()
         conn.execute("BEGIN")
@@ -149,15 +170,16 @@ def load_sqlite(path: Path, count: int, component_ids: list[str]) -> dict[str, f
         for first in range(0, count, step):
             conn.execute("BEGIN")
             conn.execute(
-                "INSERT INTO account_component (account_id, component_id) "
+                f"INSERT INTO account_component {LINK_COLUMNS} "
                 + link_select("sqlite", first, min(step, count - first))
             )
             conn.execute("COMMIT")
         times["links_s"] = time.perf_counter() - started
         started = time.perf_counter()
-        conn.execute("CREATE INDEX ix_account_component_component ON account_component (component_id, account_id)")
+        conn.execute(LINK_INDEX)
         conn.execute("CREATE INDEX ix_account_tier ON account (tier)")
         times["indexes_s"] = time.perf_counter() - started
+        conn.execute(TOTAL)
         started = time.perf_counter()
         conn.execute("ANALYZE")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -176,7 +198,7 @@ async def load_postgres(url: str, count: int, component_ids: list[str]) -> dict[
     try:
         await conn.execute("CREATE UNLOGGED TABLE bench_component (idx integer PRIMARY KEY, id text NOT NULL)")
         await conn.executemany("INSERT INTO bench_component VALUES ($1, $2)", list(enumerate(component_ids)))
-        await conn.execute("DROP INDEX ix_account_component_component")
+        await conn.execute("DROP INDEX ix_account_component_impact")
         await conn.execute("DROP INDEX ix_account_tier")
         # Every link is to a row loaded here: skip the per-row foreign-key triggers, as pg_restore does.
         await conn.execute("SET session_replication_role = replica")
@@ -189,16 +211,13 @@ async def load_postgres(url: str, count: int, component_ids: list[str]) -> dict[
         )
         times["accounts_s"] = time.perf_counter() - started
         started = time.perf_counter()
-        await conn.execute(
-            "INSERT INTO account_component (account_id, component_id) " + link_select("postgresql", 0, count)
-        )
+        await conn.execute(f"INSERT INTO account_component {LINK_COLUMNS} " + link_select("postgresql", 0, count))
         times["links_s"] = time.perf_counter() - started
         started = time.perf_counter()
-        await conn.execute(
-            "CREATE INDEX ix_account_component_component ON account_component (component_id, account_id)"
-        )
+        await conn.execute(LINK_INDEX)
         await conn.execute("CREATE INDEX ix_account_tier ON account (tier)")
         times["indexes_s"] = time.perf_counter() - started
+        await conn.execute(TOTAL)
         started = time.perf_counter()
         await conn.execute("DROP TABLE bench_component")
         # VACUUM sets the visibility map, so index-only scans skip the heap, as on a settled database.

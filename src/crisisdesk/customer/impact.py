@@ -1,7 +1,11 @@
 """Customer impact: which accounts an incident hurts, how much ARR, and the severity it suggests.
 
-Everything over accounts is one SQL statement (the link index ``ix_account_component_component``
-finds the accounts of a component); Python only shapes the handful of rows a page shows.
+Everything over accounts is SQL over the links: each ``account_component`` row carries a copy of
+its account's tier, ARR and regions, and the index ``ix_account_component_impact`` (component,
+tier, ARR, account, regions) holds them all. An outage's count and ARR by tier is one range scan
+of its components' index entries, its largest accounts a few short walks down each tier's ARR
+order; ``account`` is read only for the rows a page shows, and the ARR of every account comes
+from ``account_total``. Python only shapes the handful of rows a page shows.
 
 An incident affects the components listed on it and, through ``component_dependency``, every
 component that depends on one of them, transitively (a recursive CTE). A component reached
@@ -23,12 +27,14 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Select,
+    SQLColumnExpression,
     String,
     Text,
     and_,
     case,
     cast,
     exists,
+    false,
     func,
     literal_column,
     null,
@@ -41,11 +47,11 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
-from sqlalchemy.sql.selectable import CTE
+from sqlalchemy.sql.selectable import CTE, Subquery
 
 from crisisdesk.catalog.models import SEVERITY_ORDER, Component, ComponentDependency, ComponentStatus, Region
 from crisisdesk.customer import rules
-from crisisdesk.customer.models import Account, AccountComponent, ImpactRule
+from crisisdesk.customer.models import TOTAL_ID, Account, AccountComponent, AccountTotal, ImpactRule
 from crisisdesk.incident.models import Incident, IncidentComponent, Kind
 from crisisdesk.kit.errors import NotFound
 from crisisdesk.kit.time import iso
@@ -220,7 +226,7 @@ def window_end_of(incident: Incident) -> datetime | None:
 
 
 def _in_region(session: AsyncSession, code: str, account: Any = Account) -> ColumnElement[bool]:
-    """The account lists the region, or no region at all.
+    """The account lists the region, or no region at all (read from its own JSON list).
 
     Region codes hold no quote or escape, so the JSON text of a list that holds one contains it in
     quotes: that substring test skips the JSON parser for most accounts of other regions.
@@ -236,38 +242,153 @@ def _in_region(session: AsyncSession, code: str, account: Any = Account) -> Colu
     return or_(empty, and_(_contains(session, raw, f'"{code}"'), listed))
 
 
-def _contains(session: AsyncSession, haystack: ColumnElement[str], needle: str) -> ColumnElement[bool]:
+def _contains(session: AsyncSession, haystack: SQLColumnExpression[Any], needle: str) -> ColumnElement[bool]:
     if session.get_bind().dialect.name == "postgresql":
         return func.strpos(haystack, needle) > 0
     return func.instr(haystack, needle) > 0
 
 
-def _affected(session: AsyncSession, components: Sequence[AffectedComponent]) -> ColumnElement[bool]:
-    """The condition on ``account`` that it is affected by one of the components."""
+def _reach(session: AsyncSession, code: str) -> ColumnElement[bool]:
+    """The condition on ``account_component`` that the link's account lists the region or none:
+    read from the link's copy of its regions, or from the account when the link holds no copy."""
+    owner = aliased(Account)
+    # A scalar subquery, not EXISTS: PostgreSQL would prepare a hashed scan of every account for
+    # the EXISTS, costing tens of milliseconds per use even when no link needs it.
+    listed = select(_in_region(session, code, owner)).where(owner.id == AccountComponent.account_id).scalar_subquery()
+    if "|" in code:  # the copy cannot tell such a code apart
+        return listed
+    codes = AccountComponent.region_codes
+    return or_(codes == "", _contains(session, codes, f"|{code}|"), and_(codes.is_(None), listed))
+
+
+def _links(session: AsyncSession, components: Sequence[AffectedComponent]) -> ColumnElement[bool]:
+    """The condition on ``account_component`` that the link puts its account in the outage."""
     plain = sorted({c.component_id for c in components if c.region_code is None})
     regional: dict[str, set[str]] = {}
     for c in components:
         if c.region_code is not None:
             regional.setdefault(c.region_code, set()).add(c.component_id)
-
-    def users(ids: Sequence[str]) -> _Rows:
-        return select(AccountComponent.account_id).where(AccountComponent.component_id.in_(ids))
-
-    if not regional:
-        return Account.id.in_(users(plain))
-    if not plain and len(regional) == 1:
-        # One region: its JSON test runs once per candidate account, on the outer row.
-        ((code, ids),) = regional.items()
-        return and_(Account.id.in_(users(sorted(ids))), _in_region(session, code))
-    parts: list[_Rows] = [users(plain)] if plain else []
-    inner = aliased(Account)
+    parts: list[ColumnElement[bool]] = [AccountComponent.component_id.in_(plain)] if plain else []
     for code, ids in sorted(regional.items()):
-        parts.append(
-            select(AccountComponent.account_id)
-            .join(inner, inner.id == AccountComponent.account_id)
-            .where(AccountComponent.component_id.in_(sorted(ids)), _in_region(session, code, inner))
-        )
-    return Account.id.in_(select(union(*parts).subquery().c.account_id))
+        parts.append(and_(AccountComponent.component_id.in_(sorted(ids)), _reach(session, code)))
+    if len(parts) == 1:
+        return parts[0]
+    # Every id up front keeps the whole condition on the index's range scans.
+    every = sorted({c.component_id for c in components})
+    return and_(AccountComponent.component_id.in_(every), or_(*parts))
+
+
+def _affected(session: AsyncSession, components: Sequence[AffectedComponent]) -> ColumnElement[bool]:
+    """The condition on ``account`` that it is affected by one of the components."""
+    return Account.id.in_(select(AccountComponent.account_id).where(_links(session, components)))
+
+
+def _tier_in(tiers: Sequence[str | None]) -> ColumnElement[bool]:
+    named = sorted({t for t in tiers if t is not None})
+    parts = (
+        [AccountComponent.tier == named[0] if len(named) == 1 else AccountComponent.tier.in_(named)] if named else []
+    )
+    if None in tiers:
+        parts.append(AccountComponent.tier.is_(None))
+    return or_(*parts) if parts else false()
+
+
+def _hit(
+    session: AsyncSession, components: Sequence[AffectedComponent], tiers: Sequence[str | None] | None = None
+) -> Subquery:
+    """(account_id, tier, arr_cents) of each affected account (of these tiers; None: all), once."""
+    statement = select(AccountComponent.account_id, AccountComponent.tier, AccountComponent.arr_cents).where(
+        _links(session, components)
+    )
+    if tiers is not None:
+        statement = statement.where(_tier_in(tiers))
+    if len(components) > 1:
+        statement = statement.distinct()  # an account using two of the components counts once
+    return statement.subquery("hit")
+
+
+# Past this many (component, tier) pairs, or this deep into the list, the largest accounts come
+# from a pass over every affected link instead of short walks down each pair's ARR order.
+MAX_PAIRS = 64
+MAX_DEPTH = 1000
+_LOWEST = -(2**63)
+
+
+async def _without_jit(session: AsyncSession) -> None:
+    """No JIT compilation on PostgreSQL for the rest of the transaction.
+
+    These statements are many short index walks; the planner's estimate for a region test that
+    may read the account (never run when every link holds its regions) passes ``jit_above_cost``,
+    and compiling the statement then takes 50-150 ms, several times the statement itself.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SET LOCAL jit = off"))
+
+
+def _union(parts: Sequence[_Rows], *, distinct: bool) -> Any:
+    if len(parts) == 1:
+        return parts[0]
+    return union(*parts) if distinct else union_all(*parts)
+
+
+def _walkable(components: Sequence[AffectedComponent], tiers: Sequence[str | None], wanted: int) -> bool:
+    return len(components) * len(tiers) <= MAX_PAIRS and wanted <= MAX_DEPTH
+
+
+def _ranked(
+    session: AsyncSession,
+    components: Sequence[AffectedComponent],
+    tiers: Sequence[str | None],
+    *,
+    limit: int,
+    offset: int = 0,
+    name: str = "floor",
+) -> _Rows:
+    """(account_id, name, arr_cents) of the affected accounts of ``tiers`` ranked offset …
+    offset+limit-1: largest ARR first, then by name and id.
+
+    The index keeps each (component, tier)'s links in ARR order. The ``offset+limit`` largest of
+    every pair hold the ARR of the last account wanted (the floor; an account met through two
+    components counts once), and the accounts at or above it are the only candidates: the
+    ``account`` rows read are theirs, for the names that order equal ARRs. ``name`` names the
+    floor's CTE, unique within a statement.
+    """
+    wanted = offset + limit
+    link = AccountComponent
+    several = len(components) > 1
+    if _walkable(components, tiers, wanted):
+        pairs = [
+            [
+                link.component_id == c.component_id,
+                _tier_in([t]),
+                *([_reach(session, c.region_code)] if c.region_code else []),
+            ]
+            for c in components
+            for t in tiers
+        ]
+        tops = [
+            select(link.account_id, link.arr_cents).where(*w).order_by(link.arr_cents.desc()).limit(wanted).subquery()
+            for w in pairs
+        ]
+        pool = _union([select(*top.c) for top in tops], distinct=several).subquery("pool")
+        floor = select(pool.c.arr_cents).order_by(pool.c.arr_cents.desc()).offset(wanted - 1).limit(1).cte(name)
+        lowest = func.coalesce(select(floor.c.arr_cents).scalar_subquery(), _LOWEST)
+        candidates = _union(
+            [select(link.account_id, link.arr_cents).where(*w, link.arr_cents >= lowest) for w in pairs],
+            distinct=several,
+        ).subquery("candidates")
+    else:
+        hit = _hit(session, components, tiers)
+        floor = select(hit.c.arr_cents).order_by(hit.c.arr_cents.desc()).offset(wanted - 1).limit(1).cte(name)
+        lowest = func.coalesce(select(floor.c.arr_cents).scalar_subquery(), _LOWEST)
+        candidates = select(hit.c.account_id, hit.c.arr_cents).where(hit.c.arr_cents >= lowest).subquery("candidates")
+    account_name = select(Account.name).where(Account.id == candidates.c.account_id).scalar_subquery()
+    return (
+        select(candidates.c.account_id, account_name.label("name"), candidates.c.arr_cents)
+        .order_by(candidates.c.arr_cents.desc(), account_name, candidates.c.account_id)
+        .offset(offset)
+        .limit(limit)
+    )
 
 
 def _reaches(component: AffectedComponent, regions: Sequence[str]) -> bool:
@@ -331,19 +452,36 @@ def _accounts_statement(
     return statement.order_by(Account.arr_cents.desc(), Account.name, Account.id)
 
 
+async def _accounts_by_id(session: AsyncSession, ids: Sequence[str]) -> list[Any]:
+    """The accounts' rows, in the order of ``ids``."""
+    if not ids:
+        return []
+    found = (await session.execute(select(*_ACCOUNT_COLUMNS).where(Account.id.in_(list(ids))))).all()
+    place = {account_id: i for i, account_id in enumerate(ids)}
+    return sorted(found, key=lambda r: place[r.id])
+
+
 async def affected_accounts(
     session: AsyncSession, incident_id: str, *, limit: int | None = None, offset: int = 0, tier: str | None = None
 ) -> list[AccountImpact]:
     """The affected accounts, largest ARR first, then by name."""
     incident = await _incident(session, incident_id)
     components = await _components_of(session, incident_id)
-    if not components:
+    if not components or (limit is not None and limit <= 0):
         return []
+    end = window_end_of(incident)
+    if limit is not None:
+        tiers = [tier] if tier is not None else [*await _tiers_in_use(session), None]
+        if _walkable(components, tiers, offset + limit):
+            statement = _ranked(session, components, tiers, limit=limit, offset=offset)
+            await _without_jit(session)
+            ids = [r.account_id for r in await session.execute(statement)]
+            return await _impacts(session, components, await _accounts_by_id(session, ids), end)
     statement = _accounts_statement(session, components, tier=tier).offset(offset)
     if limit is not None:
         statement = statement.limit(limit)
     rows = (await session.execute(statement)).all()
-    return await _impacts(session, components, rows, window_end_of(incident))
+    return await _impacts(session, components, rows, end)
 
 
 async def affected_count(session: AsyncSession, incident_id: str, *, tier: str | None = None) -> int:
@@ -352,10 +490,9 @@ async def affected_count(session: AsyncSession, incident_id: str, *, tier: str |
     components = await _components_of(session, incident_id)
     if not components:
         return 0
-    statement = select(func.count()).where(_affected(session, components))
-    if tier is not None:
-        statement = statement.where(Account.tier == tier)
-    return int(await session.scalar(statement) or 0)
+    hit = _hit(session, components, None if tier is None else [tier])
+    await _without_jit(session)
+    return int(await session.scalar(select(func.count()).select_from(hit)) or 0)
 
 
 CSV_COLUMNS = (
@@ -456,36 +593,40 @@ class _Overview:
     total_arr_cents: int
     by_tier: list[TierImpact]
     top_ids: list[str]
-    names: dict[frozenset[str], list[str]]  # lower-cased tiers (empty: all) → the three largest names
+    names: dict[frozenset[str], list[str]]  # tiers (empty: all) → the three largest names
+
+
+def _total_arr() -> ColumnElement[Any]:
+    """The ARR of every account: the kept total (summed afresh only if its row is missing)."""
+    kept = select(AccountTotal.arr_cents).where(AccountTotal.id == TOTAL_ID).scalar_subquery()
+    return func.coalesce(kept, select(func.coalesce(func.sum(Account.arr_cents), 0)).scalar_subquery())
 
 
 async def _overview(
-    session: AsyncSession, components: Sequence[AffectedComponent], *, top: int, tier_sets: Sequence[frozenset[str]]
+    session: AsyncSession,
+    components: Sequence[AffectedComponent],
+    *,
+    top: int,
+    tier_sets: Sequence[frozenset[str]],
+    in_use: Sequence[str],
 ) -> _Overview:
     """Count and ARR by tier, the ``top`` largest ids and the three largest names of each tier set,
-    and the ARR of every account: one statement, so the affected accounts are looked up once."""
-    hit = (
-        select(Account.id, Account.name, Account.tier, Account.arr_cents)
-        .where(_affected(session, components))
-        .cte("hit")
-        .prefix_with("MATERIALIZED")
-    )
-    largest = (hit.c.arr_cents.desc(), hit.c.name, hit.c.id)
+    and the ARR of every account: one statement, over the links' index and a few account rows."""
+    hit = _hit(session, components)
     none = null()
+    everyone: list[str | None] = [*in_use, None]
 
     def ranked(part: int, limit: int, tiers: frozenset[str]) -> _Rows:
-        inner = select(
+        chosen = [t for t in everyone if t in tiers] if tiers else everyone
+        sub = _ranked(session, components, chosen, limit=limit, name=f"floor{part}").subquery()
+        return select(
             literal_column(str(part)).label("part"),
-            hit.c.tier,
-            literal_column("0").label("n"),
-            hit.c.arr_cents.label("arr"),
-            hit.c.id,
-            hit.c.name,
+            cast(none, String(100)),
+            literal_column("0"),
+            sub.c.arr_cents,
+            sub.c.account_id,
+            sub.c.name,
         )
-        if tiers:
-            inner = inner.where(hit.c.tier.in_(sorted(tiers)))
-        sub = inner.order_by(*largest).limit(limit).subquery()
-        return select(*sub.c)
 
     parts: list[_Rows] = [
         select(
@@ -499,8 +640,8 @@ async def _overview(
         select(
             literal_column("1"),
             cast(none, String(100)),
-            func.count(),
-            func.coalesce(func.sum(Account.arr_cents), 0),
+            literal_column("0"),
+            _total_arr(),
             cast(none, String(24)),
             cast(none, String(300)),
         ),
@@ -510,6 +651,7 @@ async def _overview(
     wanted = [t for t in dict.fromkeys(tier_sets) if t or top < 3]
     for k, tiers in enumerate(wanted):
         parts.append(ranked(3 + k, 3, tiers))
+    await _without_jit(session)
     rows = (await session.execute(union_all(*parts))).all()
     total = 0
     by_tier: list[TierImpact] = []
@@ -539,23 +681,18 @@ def _percent(part: int, whole: int) -> float:
 
 
 async def _scope(
-    session: AsyncSession, components: Sequence[AffectedComponent], tiers: frozenset[str] | None
+    session: AsyncSession,
+    components: Sequence[AffectedComponent],
+    tiers: frozenset[str] | None,
+    in_use: Sequence[str],
 ) -> tuple[int, int, list[str]]:
     """Count, ARR and the three largest names of the affected accounts of the given tiers (None: all)."""
-    where = [_affected(session, components)]
-    if tiers is not None:
-        where.append(Account.tier.in_(sorted(tiers)))
-    n, arr = (
-        await session.execute(select(func.count(), func.coalesce(func.sum(Account.arr_cents), 0)).where(*where))
-    ).one()
-    names: list[str] = []
-    if n:
-        names = list(
-            await session.scalars(
-                select(Account.name).where(*where).order_by(Account.arr_cents.desc(), Account.name).limit(3)
-            )
-        )
-    return int(n), int(arr), names
+    if tiers is not None and not tiers:
+        return 0, 0, []
+    scope = tiers or frozenset()
+    overview = await _overview(session, components, top=0, tier_sets=[scope], in_use=in_use)
+    chosen = [t for t in overview.by_tier if tiers is None or t.tier in tiers]
+    return sum(t.account_count for t in chosen), sum(t.arr_cents for t in chosen), overview.names[scope]
 
 
 async def _tiers_in_use(session: AsyncSession) -> list[str]:
@@ -596,7 +733,7 @@ async def _suggest(
         tiers = _tier_set(rule, in_use)
         if len(scoped) < len(components):
             # Only some components count: their accounts need a query of their own (rare).
-            n, arr, names = await _scope(session, scoped, tiers if rule.tiers else None)
+            n, arr, names = await _scope(session, scoped, tiers if rule.tiers else None, in_use)
         else:
             chosen = [t for t in overview.by_tier if not rule.tiers or t.tier in tiers]
             n = sum(t.account_count for t in chosen)
@@ -623,21 +760,18 @@ async def summarize(session: AsyncSession, incident_id: str, *, top: int = 10) -
     components = await _components_of(session, incident_id)
     end = window_end_of(incident)
     if not components:
-        total = int(await session.scalar(select(func.coalesce(func.sum(Account.arr_cents), 0))) or 0)
+        total = int(await session.scalar(select(_total_arr())) or 0)
         return ImpactSummary(incident.id, 0, 0, total, 0.0, [], [], [], None, end, None)
     enabled = await rules.enabled_rules(session)
-    in_use = await _tiers_in_use(session) if any(r.tiers for r in enabled) else []
+    in_use = await _tiers_in_use(session)
     tier_sets = [t for t in (_tier_set(r, in_use) for r in enabled if r.tiers) if t]
     if top < 3 and any(not r.tiers and (r.min_status or r.account_count) for r in enabled):
         tier_sets.append(frozenset())  # the names such a rule's reason gives, when the top list is too short
-    overview = await _overview(session, components, top=max(top, 0), tier_sets=tier_sets)
+    overview = await _overview(session, components, top=max(top, 0), tier_sets=tier_sets, in_use=in_use)
     count = sum(t.account_count for t in overview.by_tier)
     arr = sum(t.arr_cents for t in overview.by_tier)
-    top_accounts: list[AccountImpact] = []
-    if overview.top_ids:
-        found = (await session.execute(select(*_ACCOUNT_COLUMNS).where(Account.id.in_(overview.top_ids)))).all()
-        rows = sorted(found, key=lambda r: overview.top_ids.index(r.id))
-        top_accounts = await _impacts(session, components, rows, end)
+    rows = await _accounts_by_id(session, overview.top_ids)
+    top_accounts = await _impacts(session, components, rows, end)
     suggestion = await _suggest(session, components, enabled, overview, [a.name for a in top_accounts], in_use)
     return ImpactSummary(
         incident_id=incident.id,

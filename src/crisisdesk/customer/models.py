@@ -1,6 +1,11 @@
 """Accounts, the components they use, their contacts and their SLA contract.
 
 ARR is kept in integer cents (``arr_cents``); the CSV and the API speak in currency units.
+
+Customer impact reads each link's copy of its account's tier, ARR and regions, and the ARR of
+every account from ``account_total``, so that it never scans ``account``. A flush keeps both
+right (``_keep_copies`` below), in the same transaction as the account writes; anything that
+writes accounts in bare SQL (the benchmark's bulk load) must fill them itself.
 """
 
 from __future__ import annotations
@@ -9,12 +14,29 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Numeric, String, Text, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    inspect,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from crisisdesk.kit.db import Base
 from crisisdesk.kit.ids import new_id
 from crisisdesk.kit.time import utcnow
+
+# A link's copy of its account's regions stays short enough for an index entry (PostgreSQL
+# refuses one past about 2,700 bytes); a longer list (in bytes) is not copied.
+REGION_CODES_MAX = 1000
+TOTAL_ID = 1
 
 
 class Account(Base):
@@ -23,9 +45,10 @@ class Account(Base):
     id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
     external_id: Mapped[str] = mapped_column(String(200), unique=True)
     name: Mapped[str] = mapped_column(String(300))
-    tier: Mapped[str | None] = mapped_column(String(100), index=True)
-    arr_cents: Mapped[int] = mapped_column(default=0)
-    regions: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # active_history: a flush needs the value replaced, for the links' copies and the total.
+    tier: Mapped[str | None] = mapped_column(String(100), index=True, active_history=True)
+    arr_cents: Mapped[int] = mapped_column(BigInteger, default=0, active_history=True)
+    regions: Mapped[list[str]] = mapped_column(JSON, default=list, active_history=True)
     csm_owner: Mapped[str | None] = mapped_column(String(320))
     helpdesk_org_id: Mapped[str | None] = mapped_column(String(200), index=True)  # a ticket finds its account
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -44,11 +67,33 @@ class Account(Base):
 
 
 class AccountComponent(Base):
+    """An account uses a component; with copies of the account's tier, ARR and regions.
+
+    The index holds every column impact reads: an outage's count and ARR by tier, and its
+    largest accounts (in ARR order within a tier), come from the component's index entries alone.
+    """
+
     __tablename__ = "account_component"
-    __table_args__ = (Index("ix_account_component_component", "component_id", "account_id"),)
+    __table_args__ = (
+        Index("ix_account_component_impact", "component_id", "tier", "arr_cents", "account_id", "region_codes"),
+    )
 
     account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), primary_key=True)
     component_id: Mapped[str] = mapped_column(ForeignKey("component.id", ondelete="CASCADE"), primary_key=True)
+    tier: Mapped[str | None] = mapped_column(String(100))
+    arr_cents: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The account's region codes as "|eu-west|us-east|", "" when it lists none; None when they
+    # cannot be copied (see region_codes) and impact reads the account's own list.
+    region_codes: Mapped[str | None] = mapped_column(String(REGION_CODES_MAX))
+
+
+class AccountTotal(Base):
+    """One row (id 1): the ARR of every account, kept as accounts are written."""
+
+    __tablename__ = "account_total"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    arr_cents: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class AccountContact(Base):
@@ -200,3 +245,69 @@ class CsmTask(Base):
     due_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     done_at: Mapped[datetime | None]
+
+
+# ------------------------------------------------------------------------------ the copies
+
+
+def region_codes(regions: list[str] | None) -> str | None:
+    """An account's regions as its links keep them: ``"|eu-west|us-east|"``, ``""`` for none.
+
+    None when they cannot be kept (a code holding "|", or too long a list).
+    """
+    codes = [str(code) for code in regions or ()]
+    if not codes:
+        return ""
+    if any("|" in code for code in codes):
+        return None
+    joined = "|" + "|".join(codes) + "|"
+    return joined if len(joined.encode()) <= REGION_CODES_MAX else None
+
+
+def _was(state: Any, key: str) -> Any:
+    """The attribute's value before this flush (``active_history`` keeps the replaced one)."""
+    history = state.attrs[key].history
+    return history.deleted[0] if history.deleted else getattr(state.obj(), key)
+
+
+def _copy(link: AccountComponent, account: Account) -> None:
+    link.tier = account.tier
+    link.arr_cents = account.arr_cents or 0
+    link.region_codes = region_codes(account.regions)
+
+
+@event.listens_for(Session, "before_flush")
+def _keep_copies(session: Session, _context: Any, _instances: Any) -> None:
+    """Copy each written account's tier, ARR and regions onto its links, and move the total."""
+    delta = 0
+    copied: set[int] = set()
+    for obj in (*session.new, *session.dirty):
+        if not isinstance(obj, Account):
+            continue
+        state = inspect(obj)
+        if state.pending:
+            delta += obj.arr_cents or 0
+        elif any(state.attrs[k].history.has_changes() for k in ("tier", "arr_cents", "regions", "components")):
+            delta += (obj.arr_cents or 0) - (_was(state, "arr_cents") or 0)
+        else:
+            continue
+        for link in obj.components or ():
+            _copy(link, obj)
+            copied.add(id(link))
+    for obj in session.new:
+        # A link added on its own, not through its account's list.
+        if isinstance(obj, AccountComponent) and id(obj) not in copied and obj.account_id is not None:
+            account = session.get(Account, obj.account_id)
+            if account is not None:
+                _copy(obj, account)
+    for obj in session.deleted:
+        if isinstance(obj, Account):
+            delta -= _was(inspect(obj), "arr_cents") or 0
+    if delta:
+        # Taken before the flush writes any account row: every writer locks the total first.
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        statement = insert(AccountTotal).values(id=TOTAL_ID, arr_cents=delta)
+        statement = statement.on_conflict_do_update(
+            index_elements=[AccountTotal.id], set_={"arr_cents": AccountTotal.arr_cents + statement.excluded.arr_cents}
+        )
+        session.connection().execute(statement)
