@@ -59,3 +59,19 @@ async def test_console_task_ids_past_the_bound_are_refused(client: httpx.AsyncCl
         )
         assert answer.status_code == status, (task_id, answer.text[:300])
         assert ("task_id" in answer.text) is (status == 422)
+
+
+async def test_incident_ids_no_row_can_have_are_404_naming_the_incident(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """A NUL (PostgreSQL refuses it in text) or an over-long id is simply no incident."""
+    admin = await api_key_headers(db, Role.admin)
+    world = await make_world(db)
+    for bad in ("a%00b", "x" * 65):
+        for path in ("impact", "impact/accounts", f"impact/accounts/{world.accounts['globex']}", "impact.csv"):
+            missing = await client.get(f"{API}/incidents/{bad}/{path}", headers=admin)
+            assert missing.status_code == 404 and error_locs(missing) == [["body", "incident_id"]], (path, missing.text)
+    _, _ = await sign_in(client, db, Role.viewer)
+    for path in ("impact", "impact/accounts", "impact.csv"):
+        page = await client.get(f"/console/incidents/a%00b/{path}", headers=HTML)
+        assert page.status_code == 404, (path, page.text[:200])

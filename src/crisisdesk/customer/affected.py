@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crisisdesk.customer import impact
 from crisisdesk.customer.impact import AccountImpact, AffectedComponent
 from crisisdesk.customer.models import Account
+from crisisdesk.incident import service as incidents
 
 
 async def tiers_in_use(session: AsyncSession) -> list[str]:
@@ -40,7 +41,7 @@ class Snapshot:
 
 async def snapshot(session: AsyncSession, incident_id: str, *, tiers: Sequence[str] | None = None) -> Snapshot:
     """The affected accounts' ids (of these tiers, as stored; all when None), read in one statement."""
-    incident = await impact._incident(session, incident_id)
+    incident = await incidents.incident_row(session, incident_id)
     components = await impact._components_of(session, incident_id)
     ids: list[str] = []
     if components and (tiers is None or tiers):

@@ -18,18 +18,11 @@ from crisisdesk.customer.impact_schemas import (
     ImpactRulePatch,
     ImpactRuleRead,
 )
-from crisisdesk.incident.models import Incident
+from crisisdesk.incident import service as incidents
 from crisisdesk.kit.db import MAX_OFFSET
 from crisisdesk.kit.errors import NotFound
 
 router = APIRouter(tags=["impact"])
-
-
-async def _severity(session: Tx, incident_id: str) -> str | None:
-    incident = await session.get(Incident, incident_id)
-    if incident is None:
-        raise NotFound(f"no incident with id {incident_id!r}", field="incident_id")
-    return incident.severity
 
 
 @router.get(
@@ -47,8 +40,8 @@ async def get_impact(
     """Affected accounts (by component and region, following component dependencies): their count and
     ARR by tier, share of all ARR, the largest accounts, the affected components, the impact window,
     and the severity the impact rules suggest with the reason."""
-    severity = await _severity(session, incident_id)
-    return ImpactRead.of(await impact.summarize(session, incident_id, top=top), severity)
+    incident = await incidents.incident_row(session, incident_id)
+    return ImpactRead.of(await impact.summarize(session, incident_id, top=top), incident.severity)
 
 
 @router.get(
@@ -66,6 +59,7 @@ async def list_affected_accounts(
     tier: str | None = Query(default=None, max_length=100, description="Only accounts of this tier."),
 ) -> AccountImpactPageRead:
     """Every affected account with its affected components and impact window, largest ARR first."""
+    await incidents.incident_row(session, incident_id)
     items = await impact.affected_accounts(session, incident_id, limit=limit, offset=offset, tier=tier)
     total = await impact.affected_count(session, incident_id, tier=tier)
     return AccountImpactPageRead(total=total, items=[AccountImpactRead.of(a) for a in items])
@@ -79,6 +73,7 @@ async def list_affected_accounts(
 )
 async def get_account_impact(incident_id: str, account_id: str, session: Tx, actor: ApiReader) -> AccountImpactRead:
     """The account's affected components and impact window; 404 when the incident does not affect it."""
+    await incidents.incident_row(session, incident_id)
     found = await impact.account_impact(session, incident_id, account_id)
     if found is None:
         raise NotFound("the incident does not affect this account", field="account_id")
@@ -94,9 +89,8 @@ async def get_account_impact(incident_id: str, account_id: str, session: Tx, act
 async def export_impact(incident_id: str, session: Tx, actor: ApiReader) -> Response:
     """Every affected account: external_id, name, tier, arr, regions, components, window_start,
     window_end, csm_owner; largest ARR first."""
-    incident = await session.get(Incident, incident_id)
+    incident = await incidents.incident_row(session, incident_id)
     body = await impact.export_csv(session, incident_id)
-    assert incident is not None  # export_csv answers 404 first
     return Response(
         body,
         media_type="text/csv; charset=utf-8",

@@ -11,9 +11,10 @@ from crisisdesk.auth.deps import ConsoleAdmin, ConsoleReader, Tx
 from crisisdesk.auth.service import Actor
 from crisisdesk.catalog.models import ComponentStatus
 from crisisdesk.customer import impact, rules
-from crisisdesk.incident.models import Incident, Kind, Severity
+from crisisdesk.incident import service as incidents
+from crisisdesk.incident.models import Kind, Severity
 from crisisdesk.kit.console import Failure, discard, failure_of, form_values, render, see_other, text
-from crisisdesk.kit.errors import DomainError, InvalidInput, NotFound
+from crisisdesk.kit.errors import DomainError, InvalidInput
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
@@ -28,17 +29,10 @@ def percent(value: float) -> str:
     return rules.format_percent(value)
 
 
-async def _incident(session: Tx, incident_id: str) -> Incident:
-    incident = await session.get(Incident, incident_id)
-    if incident is None:
-        raise NotFound(f"no incident with id {incident_id!r}", field="incident_id")
-    return incident
-
-
 @router.get("/console/incidents/{incident_id}/impact", response_class=HTMLResponse)
 async def impact_panel(request: Request, incident_id: str, actor: ConsoleReader, session: Tx) -> HTMLResponse:
     """The incident page's customer impact panel (a fragment it loads and refreshes live)."""
-    incident = await _incident(session, incident_id)
+    incident = await incidents.incident_row(session, incident_id)
     summary = await impact.summarize(session, incident_id, top=5)
     suggestion = summary.suggestion
     raise_to = None
@@ -71,7 +65,7 @@ async def impact_accounts(
     page: int = Query(default=1, ge=1, le=100_000),
 ) -> HTMLResponse:
     """Every affected account, largest ARR first, with a CSV export."""
-    incident = await _incident(session, incident_id)
+    incident = await incidents.incident_row(session, incident_id)
     summary = await impact.summarize(session, incident_id, top=0)
     chosen = tier or None
     total = (
@@ -102,7 +96,7 @@ async def impact_accounts(
 @router.get("/console/incidents/{incident_id}/impact.csv")
 async def impact_csv(incident_id: str, actor: ConsoleReader, session: Tx) -> Response:
     """The affected accounts as CSV (the same file as the API's)."""
-    incident = await _incident(session, incident_id)
+    incident = await incidents.incident_row(session, incident_id)
     return Response(
         await impact.export_csv(session, incident_id),
         media_type="text/csv; charset=utf-8",

@@ -12,7 +12,6 @@ button's POST uses the link, because mail scanners fetch every link they see.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -28,11 +27,9 @@ from crisisdesk.customer.portal import Visitor
 from crisisdesk.kit.console import discard, form_values, see_other, text
 from crisisdesk.kit.errors import DomainError, Forbidden, NotFound
 from crisisdesk.kit.runtime import runtime_of
-from crisisdesk.kit.time import utcnow
 from crisisdesk.notify.views import check_form, form_token
-from crisisdesk.statuspage import widget
+from crisisdesk.statuspage import personal
 from crisisdesk.statuspage.public import COMPONENT_LABELS
-from crisisdesk.statuspage.render import ENV
 from crisisdesk.statuspage.store import SiteStore
 
 router = APIRouter(include_in_schema=False)
@@ -41,16 +38,13 @@ COOKIE = "crisisdesk_portal"
 COOKIE_PATH = "/private"
 # What the page's own content sits in, in the snapshot's front page.
 _MAIN = re.compile(rb'<main id="main"[^>]*>(.*)</main>', re.S)
+# One account's page: kept by no shared cache, and its links (a sign-in token) sent on to nobody.
+_PAGE_HEADERS = {"cache-control": "private, no-store", "referrer-policy": "no-referrer", "x-robots-tag": "noindex"}
 NOTICES = {
     "subscribed": "The address now receives updates.",
     "confirm": "We sent a message to the address: the subscription starts once its owner confirms it.",
     "unsubscribed": "The subscription has ended.",
 }
-
-
-@lru_cache(maxsize=1)
-def _asset_versions() -> tuple[str, str]:
-    return widget.fingerprint(widget.asset("status.css")), widget.fingerprint(widget.asset("status.js"))
 
 
 def _page(
@@ -63,22 +57,16 @@ def _page(
     **context: Any,
 ) -> HTMLResponse:
     settings = runtime_of(request).settings
-    css, js = _asset_versions()
-    html = ENV.get_template(name).render(
-        page_name=settings.page_name,
-        base_url=settings.base_url.rstrip("/"),
-        updated_at=utcnow(),
-        css_version=css,
-        js_version=js,
+    response = personal.render(
+        request,
+        name,
         active="private",
-        canonical=None,
+        headers=_PAGE_HEADERS,
+        status_code=status_code,
         visitor=visitor,
         csrf_token=portal.csrf_token(settings, visitor) if visitor else "",
         **context,
     )
-    # One account's page: kept by no shared cache, and its links (a sign-in token) sent on to nobody.
-    headers = {"cache-control": "private, no-store", "referrer-policy": "no-referrer", "x-robots-tag": "noindex"}
-    response = HTMLResponse(html, status_code=status_code, headers=headers)
     if cookie is not None:
         _set_cookie(response, settings, cookie)
     return response

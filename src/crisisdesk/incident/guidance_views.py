@@ -10,10 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.auth.deps import ConsoleWriter, Tx
 from crisisdesk.auth.service import Actor
-from crisisdesk.incident import guidance, service
+from crisisdesk.incident import guidance
 from crisisdesk.incident import views as incident_views
-from crisisdesk.incident.models import Incident, Kind
-from crisisdesk.kit.console import Failure, act_on_form, parse_utc_input, text
+from crisisdesk.incident.models import Incident
+from crisisdesk.kit.console import parse_utc_input, text
 from crisisdesk.kit.errors import InvalidInput
 
 router = APIRouter(include_in_schema=False)
@@ -34,23 +34,6 @@ async def guidance_panel(session: AsyncSession, actor: Actor, incident: Incident
 incident_views.incident_panels.append(guidance_panel)
 
 
-async def _act(
-    request: Request, actor: Actor, session: AsyncSession, incident_id: str, form: str, action: Any
-) -> Response:
-    async def rerender(failure: Failure) -> Response:
-        return await incident_views._incident_page(request, actor, session, incident_id, failure=failure)
-
-    return await act_on_form(
-        request,
-        session,
-        form=form,
-        load=lambda: service.get_incident(session, incident_id, kind=Kind.incident),
-        action=action,
-        rerender=rerender,
-        done=f"/console/incidents/{incident_id}#guidance",
-    )
-
-
 @router.post("/console/incidents/{incident_id}/workaround", response_class=HTMLResponse)
 async def set_workaround(request: Request, incident_id: str, actor: ConsoleWriter, session: Tx) -> Response:
     """Save the workaround (published or internal), or withdraw it."""
@@ -65,7 +48,7 @@ async def set_workaround(request: Request, incident_id: str, actor: ConsoleWrite
             published=not withdraw and bool(values.get("published")),
         )
 
-    return await _act(request, actor, session, incident_id, "workaround", action)
+    return await incident_views.act(request, actor, session, incident_id, "workaround", action, anchor="guidance")
 
 
 @router.post("/console/incidents/{incident_id}/eta", response_class=HTMLResponse)
@@ -86,4 +69,4 @@ async def set_eta(request: Request, incident_id: str, actor: ConsoleWriter, sess
             published=not withdraw and bool(values.get("published")),
         )
 
-    return await _act(request, actor, session, incident_id, "eta", action)
+    return await incident_views.act(request, actor, session, incident_id, "eta", action, anchor="guidance")

@@ -155,6 +155,16 @@ async def get_incident(session: AsyncSession, incident_id: str, *, kind: Kind | 
     return incident
 
 
+async def incident_row(session: AsyncSession, incident_id: str) -> Incident:
+    """The incident (or maintenance) alone, nothing loaded with it; 404 naming incident_id."""
+    incident = None
+    if "\x00" not in incident_id and len(incident_id) <= 64:
+        incident = await session.get(Incident, incident_id)
+    if incident is None:
+        raise NotFound(f"no incident with id {incident_id!r}", field="incident_id")
+    return incident
+
+
 async def list_incidents(
     session: AsyncSession, *, kind: Kind = Kind.incident, open_only: bool = False, limit: int = 50, offset: int = 0
 ) -> list[Incident]:

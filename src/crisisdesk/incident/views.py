@@ -198,10 +198,20 @@ async def incident_page(request: Request, incident_id: str, actor: ConsoleReader
     return await _incident_page(request, actor, session, incident_id)
 
 
-async def _act(
-    request: Request, actor: Actor, session: AsyncSession, incident_id: str, form: str, action: Any
+async def act(
+    request: Request,
+    actor: Actor,
+    session: AsyncSession,
+    incident_id: str,
+    form: str,
+    action: Any,
+    *,
+    anchor: str | None = None,
 ) -> Response:
-    """Run one form's action on the incident; a refusal re-renders the page with the message."""
+    """Run one form's action on the incident; a refusal re-renders the page with the message.
+
+    Done, the page opens at ``anchor`` (the form's own, ``<form>-form``, when None).
+    """
 
     async def rerender(failure: Failure) -> Response:
         return await _incident_page(request, actor, session, incident_id, failure=failure)
@@ -213,7 +223,7 @@ async def _act(
         load=lambda: service.get_incident(session, incident_id, kind=Kind.incident),
         action=action,
         rerender=rerender,
-        done=f"/console/incidents/{incident_id}#{form}-form",
+        done=f"/console/incidents/{incident_id}#{anchor or f'{form}-form'}",
     )
 
 
@@ -234,7 +244,7 @@ async def post_update(request: Request, incident_id: str, actor: ConsoleWriter, 
             next_update_at=next_update_at,
         )
 
-    return await _act(request, actor, session, incident_id, "update", action)
+    return await act(request, actor, session, incident_id, "update", action)
 
 
 @router.post("/console/incidents/{incident_id}/notes", response_class=HTMLResponse)
@@ -244,7 +254,7 @@ async def add_note(request: Request, incident_id: str, actor: ConsoleWriter, ses
     async def action(incident: Incident, values: dict[str, Any]) -> None:
         await service.add_note(session, actor, incident, body=text(values, "body"))
 
-    return await _act(request, actor, session, incident_id, "note", action)
+    return await act(request, actor, session, incident_id, "note", action)
 
 
 @router.post("/console/incidents/{incident_id}/roles", response_class=HTMLResponse)
@@ -256,7 +266,7 @@ async def assign_role(request: Request, incident_id: str, actor: ConsoleWriter, 
             session, actor, incident, role=text(values, "role"), user_id=text(values, "user_id") or None
         )
 
-    return await _act(request, actor, session, incident_id, "roles", action)
+    return await act(request, actor, session, incident_id, "roles", action)
 
 
 @router.post("/console/incidents/{incident_id}/severity", response_class=HTMLResponse)
@@ -268,7 +278,7 @@ async def change_severity(request: Request, incident_id: str, actor: ConsoleWrit
             session, actor, incident, severity=text(values, "severity"), reason=text(values, "reason")
         )
 
-    return await _act(request, actor, session, incident_id, "severity", action)
+    return await act(request, actor, session, incident_id, "severity", action)
 
 
 @router.post("/console/incidents/{incident_id}/postmortem", response_class=HTMLResponse)
@@ -280,7 +290,7 @@ async def set_postmortem(request: Request, incident_id: str, actor: ConsoleWrite
             session, actor, incident, body=text(values, "postmortem_body"), publish=text(values, "action") == "publish"
         )
 
-    return await _act(request, actor, session, incident_id, "postmortem", action)
+    return await act(request, actor, session, incident_id, "postmortem", action)
 
 
 async def _severity_page(

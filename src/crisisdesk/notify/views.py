@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import io
 import time
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,12 +31,10 @@ from crisisdesk.incident.models import Incident
 from crisisdesk.kit.console import Failure, as_list, discard, failure_of, form_values, render, see_other, text
 from crisisdesk.kit.errors import DomainError, InvalidInput, NotFound
 from crisisdesk.kit.runtime import runtime_of
-from crisisdesk.kit.time import utcnow
 from crisisdesk.notify import importing, subscribers
 from crisisdesk.notify.addresses import shown_address
 from crisisdesk.notify.models import SUBSCRIBER_CHANNELS, Channel, Subscriber, SubscriberState
-from crisisdesk.statuspage import widget
-from crisisdesk.statuspage.render import ENV
+from crisisdesk.statuspage import personal
 
 router = APIRouter(include_in_schema=False)
 
@@ -103,28 +100,20 @@ async def _by_sms_ref(session: AsyncSession, settings: Settings, ref: str) -> Su
 # ---------------------------------------------------------------------------- public pages
 
 
-@lru_cache(maxsize=1)
-def _asset_versions() -> tuple[str, str]:
-    return widget.fingerprint(widget.asset("status.css")), widget.fingerprint(widget.asset("status.js"))
+# Personal pages (tokens in links, secrets shown once): never cached, never sent on as a referrer.
+_PAGE_HEADERS = {"cache-control": "no-store", "referrer-policy": "no-referrer"}
 
 
 def _page(request: Request, name: str, *, status_code: int = 200, **context: Any) -> HTMLResponse:
-    settings = runtime_of(request).settings
-    css, js = _asset_versions()
-    html = ENV.get_template(name).render(
-        page_name=settings.page_name,
-        base_url=settings.base_url.rstrip("/"),
-        updated_at=utcnow(),
-        css_version=css,
-        js_version=js,
+    return personal.render(
+        request,
+        name,
         active="subscribe",
-        canonical=None,
+        headers=_PAGE_HEADERS,
+        status_code=status_code,
         labels=CHANNEL_LABELS,
         **context,
     )
-    # Personal pages (tokens in links, secrets shown once): never cached, never sent on as a referrer.
-    headers = {"cache-control": "no-store", "referrer-policy": "no-referrer"}
-    return HTMLResponse(html, status_code=status_code, headers=headers)
 
 
 def _missing(request: Request, exc: NotFound) -> HTMLResponse:

@@ -9,7 +9,6 @@ and no escalation is overdue, else 503 with the reason.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
@@ -25,8 +24,7 @@ from crisisdesk.kit.runtime import runtime_of
 from crisisdesk.kit.time import iso, utcnow
 from crisisdesk.oncall import heartbeat, paging
 from crisisdesk.oncall.models import Page, PageEvent, PageStatus
-from crisisdesk.statuspage import widget
-from crisisdesk.statuspage.render import ENV
+from crisisdesk.statuspage import personal
 
 router = APIRouter(tags=["pages"])
 public = APIRouter(include_in_schema=False)
@@ -115,27 +113,14 @@ async def resolve(page_id: str, session: Tx, actor: ApiWriter) -> PageDetail:
 # ------------------------------------------------------------------------- acknowledge link
 
 
-@lru_cache(maxsize=1)
-def _asset_versions() -> tuple[str, str]:
-    return widget.fingerprint(widget.asset("status.css")), widget.fingerprint(widget.asset("status.js"))
+# The token is the key: never cached, never sent on as a referrer, never indexed.
+_ACK_HEADERS = {"cache-control": "no-store", "referrer-policy": "no-referrer", "x-robots-tag": "noindex"}
 
 
 def _ack_page(request: Request, *, status_code: int = 200, **context: Any) -> HTMLResponse:
-    settings = runtime_of(request).settings
-    css, js = _asset_versions()
-    html = ENV.get_template("oncall/page_ack.html").render(
-        page_name=settings.page_name,
-        base_url=settings.base_url.rstrip("/"),
-        updated_at=utcnow(),
-        css_version=css,
-        js_version=js,
-        active="",
-        canonical=None,
-        **context,
+    return personal.render(
+        request, "oncall/page_ack.html", active="", headers=_ACK_HEADERS, status_code=status_code, **context
     )
-    # The token is the key: never cached, never sent on as a referrer, never indexed.
-    headers = {"cache-control": "no-store", "referrer-policy": "no-referrer", "x-robots-tag": "noindex"}
-    return HTMLResponse(html, status_code=status_code, headers=headers)
 
 
 @public.get("/pages/ack/{token}", response_class=HTMLResponse)
