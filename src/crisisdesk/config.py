@@ -154,6 +154,11 @@ class Settings(BaseSettings):
         description="Port of the built-in SMTP receiver for support email; off when unset.",
     )
     helpdesk_timeout_seconds: float = Field(default=15, gt=0, description="Timeout of a call to a helpdesk's API.")
+    support_email: str | None = Field(
+        default=None,
+        description="The support inbox (e.g. Acme Support <support@acme.com>): the Reply-To of email answers to "
+        "tickets, so a customer's answer comes back to it and onto the ticket.",
+    )
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

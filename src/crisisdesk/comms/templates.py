@@ -279,6 +279,19 @@ def _text(var: Variable, raw: Any, where: str) -> str:
     return text
 
 
+def render_bounded(template: Template, values: Mapping[str, Any], *, limit: int = MAX_OUTPUT) -> str | None:
+    """The output, or None once it passes ``limit``: streamed so a runaway loop cannot fill memory first."""
+    parts: list[str] = []
+    size = 0
+    with Budget():
+        for chunk in template.generate(dict(values)):
+            size += len(chunk)
+            if size > limit:
+                return None
+            parts.append(chunk)
+    return "".join(parts)
+
+
 class Renderer:
     """Compiles and renders template variants in the sandbox, in the page's time zone."""
 
@@ -312,16 +325,7 @@ class Renderer:
 
     @staticmethod
     def _bounded(template: Template, values: Mapping[str, Any]) -> str | None:
-        """The output, or None once it passes MAX_OUTPUT: streamed so a runaway loop cannot fill memory first."""
-        parts: list[str] = []
-        size = 0
-        with Budget():
-            for chunk in template.generate(dict(values)):
-                size += len(chunk)
-                if size > MAX_OUTPUT:
-                    return None
-                parts.append(chunk)
-        return "".join(parts)
+        return render_bounded(template, values)
 
     def render(self, variant: str, source: str, values: Mapping[str, Any]) -> str:
         """One variant with these values; any failure is a 422 naming the variant."""

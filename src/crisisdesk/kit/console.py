@@ -112,9 +112,10 @@ def parse_utc_input(value: str, *, field: str) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        # An offset at the ends of the calendar (0001-01-01T00:00+14:00) has no UTC instant.
+        return as_utc(parsed) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         raise InvalidInput(f"{value!r} is not a time; use YYYY-MM-DD HH:MM (UTC)", field=field) from None
-    return as_utc(parsed) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def utc_input(value: datetime | None) -> str:

@@ -22,3 +22,14 @@ DELIVERIES_DEFERRED = Counter(
     "crisisdesk_deliveries_deferred_total", "Claimed deliveries put back unsent, by reason", ["reason"]
 )
 BREAKER_OPENED = Counter("crisisdesk_delivery_breaker_opened_total", "Endpoints whose circuit breaker opened")
+TICKET_REPLIES = Counter(
+    "crisisdesk_ticket_replies_total",
+    "Replies to support tickets, by way out (helpdesk, email) and outcome (sent, retry, failed, not_rendered)",
+    ["via", "outcome"],
+)
+HELPDESK_WEBHOOKS_REFUSED = Counter(
+    "crisisdesk_helpdesk_webhooks_refused_total", "Helpdesk webhook deliveries refused, by reason", ["reason"]
+)
+INBOUND_MAIL = Counter(
+    "crisisdesk_inbound_mail_total", "Support email messages, by the SMTP answer given to DATA", ["code"]
+)

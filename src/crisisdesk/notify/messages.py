@@ -54,8 +54,9 @@ TOKEN = "T0KENxCRISISDESKxPLACEHOLDER"  # noqa: S105 - not a secret
 TOKEN_BYTES = TOKEN.encode()
 # Stands for the installation's base URL in messages written before it is known (pages' ack links).
 BASE_URL_MARK = "BASExCRISISDESKxURL"
-# Headers a payload message may set on its email (a ticket reply's In-Reply-To and References).
-THREADING_HEADERS = frozenset({"In-Reply-To", "References"})
+# Headers a payload message may set on its email (a ticket reply's In-Reply-To and References,
+# and Reply-To the support inbox).
+THREADING_HEADERS = frozenset({"In-Reply-To", "References", "Reply-To"})
 SUBSCRIBER_CHANNELS = frozenset({Channel.email, Channel.sms, Channel.webhook, Channel.slack, Channel.teams})
 STATUS_COLOURS = {
     "investigating": "#de350b",
