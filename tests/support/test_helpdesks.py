@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import re
+import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+from prometheus_client import REGISTRY
 
 from crisisdesk.auth.models import Role
 from crisisdesk.config import Settings
@@ -116,6 +118,8 @@ async def test_helpdesk_input_is_checked_field_by_field(client: httpx.AsyncClien
             "email",
         ),
         ({"kind": "intercom", "name": "I", "api_user": "bob"}, "api_user", "admin"),
+        # Unicode digits pass isdigit() but are no admin id.
+        ({"kind": "intercom", "name": "I", "api_user": "81486²"}, "api_user", "admin"),
         ({"kind": "intercom", "name": "I", "api_token": "has space"}, "api_token", "spaces"),
     ]
     for payload, field, words in cases:
@@ -280,6 +284,51 @@ async def test_zendesk_signatures_are_checked_before_anything_is_stored(
     assert await count_rows(db, Ticket) == 1
 
 
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-05:00"])
+async def test_a_zendesk_timestamp_at_the_ends_of_the_calendar_is_401_naming_it(
+    client: httpx.AsyncClient, db: Database, stamp: str
+) -> None:
+    helpdesk = await make_helpdesk(db, HelpdeskKind.zendesk)
+    body = zendesk_trigger()
+    refused_before = _refused("invalid_signature")
+    headers = {**zendesk_headers(body), "x-zendesk-webhook-signature-timestamp": stamp}
+    response = await client.post(hook(helpdesk), content=body, headers=headers)
+    assert response.status_code == 401, response.text
+    assert error_locs(response) == [["header", "x-zendesk-webhook-signature-timestamp"]]
+    assert "between the years 1970 and 9000" in error_text(response)
+    assert _refused("invalid_signature") == refused_before + 1
+    assert await count_rows(db, Ticket) == 0
+
+
+@pytest.mark.parametrize("created_at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-05:00"])
+async def test_a_ticket_time_at_the_ends_of_the_calendar_is_ignored(
+    client: httpx.AsyncClient, db: Database, created_at: str
+) -> None:
+    helpdesk = await make_helpdesk(db, HelpdeskKind.zendesk)
+    body = zendesk_trigger("12", created_at=created_at)
+    response = await client.post(hook(helpdesk), content=body, headers=zendesk_headers(body))
+    assert response.status_code == 200 and response.json()["status"] == "ok", response.text
+    [ticket] = await tickets(db)
+    assert abs((ticket.created_at - utcnow()).total_seconds()) < 60
+
+
+def _refused(reason: str) -> float:
+    return REGISTRY.get_sample_value("crisisdesk_helpdesk_webhooks_refused_total", {"reason": reason}) or 0.0
+
+
+async def test_refused_deliveries_are_counted_by_reason(client: httpx.AsyncClient, db: Database) -> None:
+    helpdesk = await make_helpdesk(db, HelpdeskKind.zendesk)
+    reasons = ("not_found", "invalid_signature", "invalid_json", "invalid_payload")
+    before = {reason: _refused(reason) for reason in reasons}
+    body = zendesk_trigger()
+    assert (await client.post("/support/hooks/nope", content=body, headers=zendesk_headers(body))).status_code == 404
+    unsigned = {"content-type": "application/json"}
+    assert (await client.post(hook(helpdesk), content=body, headers=unsigned)).status_code == 401
+    for bad in (b"{not json", b'{"ticket": "x"}'):
+        assert (await client.post(hook(helpdesk), content=bad, headers=zendesk_headers(bad))).status_code == 400
+    assert {reason: _refused(reason) - before[reason] for reason in reasons} == dict.fromkeys(reasons, 1.0)
+
+
 async def test_unknown_and_disabled_helpdesks_are_404(client: httpx.AsyncClient, db: Database) -> None:
     disabled = await make_helpdesk(db, HelpdeskKind.zendesk, enabled=False)
     body = zendesk_trigger()
@@ -303,7 +352,7 @@ async def test_malformed_bodies_are_400_naming_the_field(client: httpx.AsyncClie
         (
             b'{"ticket": {"id": 1, "subject": "x", "requester": {"email": "nobody"}}}',
             ["body", "ticket", "requester", "email"],
-            "not an email",
+            "is not a valid email address",
         ),
         (b'{"type": "zen:event-type:ticket.created", "detail": []}', ["body", "detail"], "JSON object"),
     ]
@@ -507,17 +556,24 @@ async def test_freshdesk_replies_then_resolves_keeping_its_tags(receiver: HttpRe
     assert update.json() == {"status": 4, "tags": ["vip", "incident-42", "crisisdesk"]}
 
 
-async def test_intercom_replies_as_the_admin_then_closes(receiver: HttpReceiver) -> None:
+async def test_intercom_replies_as_the_admin_tags_then_closes(receiver: HttpReceiver) -> None:
+    receiver.behave(path="/tags", body='{"type": "tag", "id": "17513", "name": "incident-42"}')
     desk = _helpdesk(HelpdeskKind.intercom, receiver.url(""), api_user="814860", api_token="ic-token")
     async with httpx.AsyncClient() as client:
         await adapters.send_reply(
-            desk, external_id="1911149811", body="Back to normal.", solve=True, tags=[], client=client, timeout=5
+            desk,
+            external_id="1911149811",
+            body="Back to normal.",
+            solve=True,
+            tags=["incident-42"],
+            client=client,
+            timeout=5,
         )
         await adapters.send_reply(
-            desk, external_id="5", body="Looking into it.", solve=False, tags=["x"], client=client, timeout=5
+            desk, external_id="5", body="Looking into it.", solve=False, tags=[], client=client, timeout=5
         )
-    reply, close, ack = receiver.received()
-    for request in (reply, close, ack):
+    reply, tag, tagged, close, ack = receiver.received()
+    for request in (reply, tag, tagged, close, ack):
         assert request.method == "POST" and request.headers["authorization"] == "Bearer ic-token"
         assert request.headers["intercom-version"] == adapters.INTERCOM_VERSION
     assert reply.path == "/conversations/1911149811/reply"
@@ -527,9 +583,25 @@ async def test_intercom_replies_as_the_admin_then_closes(receiver: HttpReceiver)
         "admin_id": "814860",
         "body": "<p>Back to normal.</p>",
     }
+    # The tag is found (or made) by name, then put on the conversation by its id.
+    assert (tag.path, tag.json()) == ("/tags", {"name": "incident-42"})
+    assert tagged.path == "/conversations/1911149811/tags"
+    assert tagged.json() == {"id": "17513", "admin_id": "814860"}
     assert close.path == "/conversations/1911149811/parts"
     assert close.json() == {"message_type": "close", "type": "admin", "admin_id": "814860"}
-    assert ack.path == "/conversations/5/reply"  # not solved: no close
+    assert ack.path == "/conversations/5/reply"  # not solved and no tags: nothing after the reply
+
+
+async def test_an_intercom_tag_without_an_id_is_an_error_naming_it(receiver: HttpReceiver) -> None:
+    receiver.behave(path="/tags", body='{"type": "error.list"}')
+    desk = _helpdesk(HelpdeskKind.intercom, receiver.url(""), api_user="814860", api_token="ic-token")
+    async with httpx.AsyncClient() as client:
+        with pytest.raises(adapters.HelpdeskError) as failed:
+            await adapters.finish_reply(
+                desk, external_id="7", solve=True, tags=["incident-42"], client=client, timeout=5
+            )
+    assert "incident-42" in failed.value.message and "no tag id" in failed.value.message
+    assert [r.path for r in receiver.received()] == ["/tags"]  # not closed with its tag missing
 
 
 async def test_reply_failures_say_whether_to_retry(receiver: HttpReceiver) -> None:
@@ -581,6 +653,74 @@ async def test_the_reply_client_reaches_only_public_hosts_unless_allowed(
     async with adapters.http_client(settings) as client:
         await adapters.send_reply(desk, external_id="1", body="b", solve=False, tags=[], client=client, timeout=2)
     assert receiver.count == 1
+
+
+def _recording() -> tuple[list[httpx.Request], httpx.MockTransport]:
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={})
+
+    return seen, httpx.MockTransport(answer)
+
+
+async def test_the_reply_client_connects_to_the_very_address_it_checked(
+    receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """desk.example resolves nowhere from here: the reply reaches the receiver only because it goes to
+    the address the check found (loopback, allowed for this test alone), the name kept as Host."""
+    looked_up: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        looked_up.append(host)
+        return ["127.0.0.1"]
+
+    monkeypatch.setattr(adapters, "address_problem", lambda address: None)
+    transport = adapters._PublicOnly(httpx.AsyncHTTPTransport(retries=0), resolve=resolve)
+    desk = _helpdesk(
+        HelpdeskKind.zendesk, f"http://desk.example:{receiver.port}", api_user="a@acme.example", api_token="t"
+    )
+    async with httpx.AsyncClient(transport=transport) as client:
+        for _ in range(2):
+            await adapters.send_reply(desk, external_id="1", body="b", solve=False, tags=[], client=client, timeout=5)
+    assert [r.headers["host"] for r in receiver.received()] == [f"desk.example:{receiver.port}"] * 2
+    assert looked_up == ["desk.example"]  # the checked answer is kept, and it is what is used
+
+    # Over https the name stays the TLS server name too, so the certificate is checked against it.
+    seen, inner = _recording()
+    pinned = adapters._PublicOnly(inner, resolve=_public)
+    async with httpx.AsyncClient(transport=pinned) as client:
+        await client.get("https://desk.example/api/v2/tickets/1.json")
+    [request] = seen
+    assert (request.url.host, request.headers["host"]) == ("93.184.216.34", "desk.example")
+    assert request.extensions["sni_hostname"] == "desk.example"
+
+
+async def _public(host: str, port: int) -> list[str]:
+    return ["93.184.216.34"]
+
+
+async def test_the_reply_client_refuses_a_name_that_does_not_resolve_or_resolves_privately() -> None:
+    async def unresolvable(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    async def private(host: str, port: int) -> list[str]:
+        return ["93.184.216.34", "10.0.0.5"]
+
+    desk = _helpdesk(HelpdeskKind.zendesk, "https://desk.example", api_user="a@acme.example", api_token="t")
+    for resolve, words, retryable in (
+        (unresolvable, "desk.example does not resolve to an address", True),
+        (private, "desk.example resolves to 10.0.0.5, a private address", False),
+    ):
+        seen, inner = _recording()
+        async with httpx.AsyncClient(transport=adapters._PublicOnly(inner, resolve=resolve)) as client:
+            with pytest.raises(adapters.HelpdeskError) as refused:
+                await adapters.send_reply(
+                    desk, external_id="1", body="b", solve=False, tags=[], client=client, timeout=2
+                )
+        assert words in refused.value.message and refused.value.retryable is retryable
+        assert seen == []  # nothing was sent, and httpx never looked the name up itself
 
 
 # --- the console ------------------------------------------------------------------------------

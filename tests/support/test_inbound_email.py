@@ -4,21 +4,40 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from email.message import EmailMessage
+from email.utils import format_datetime
 from pathlib import Path
 
 import aiosmtplib
 import pytest
+from prometheus_client import REGISTRY
 
+from crisisdesk.auth.models import Role
 from crisisdesk.config import Settings
 from crisisdesk.kit.db import Database
 from crisisdesk.kit.runtime import Runtime
+from crisisdesk.kit.time import utcnow
 from crisisdesk.support import inbound
-from crisisdesk.support.models import Ticket, TicketSource
+from crisisdesk.support import tickets as support_tickets
+from crisisdesk.support.models import MacroKind, Ticket, TicketSource, TicketStatus
 from crisisdesk.worker import work_forever
 from tests.fixtures.api import count_rows
+from tests.fixtures.auth import make_actor
 from tests.fixtures.helpdesks import make_account, tickets
+from tests.fixtures.incident import make_component, make_incident
+from tests.fixtures.peers import SmtpSink
 from tests.fixtures.server import free_port
+from tests.fixtures.support import (
+    SSO_INCIDENT,
+    SSO_TICKET,
+    SSO_UPDATE,
+    load_ticket,
+    make_macro,
+    replies,
+    send_email_replies,
+)
+from tests.fixtures.support import receive as receive_ticket
 from tests.fixtures.workers import WorkerPool, wait_until
 
 HOST = "127.0.0.1"
@@ -43,13 +62,14 @@ def message(
     text: str | None = "Every login fails since 09:40 with 'invalid session'.",
     html: str | None = None,
     message_id: str | None = "<CAF1234.5678@mail.initech.example>",
+    at: datetime | None = None,
     **headers: str,
 ) -> EmailMessage:
     mail = EmailMessage()
     mail["From"] = sender
     mail["To"] = "support@acme.example"
     mail["Subject"] = subject
-    mail["Date"] = "Fri, 20 Nov 2026 09:52:00 +0000"
+    mail["Date"] = format_datetime(at) if at is not None else "Fri, 20 Nov 2026 09:52:00 +0000"
     if message_id:
         mail["Message-ID"] = message_id
     for name, value in headers.items():
@@ -128,6 +148,7 @@ async def test_oversize_mail_is_refused_with_552(db: Database, settings: Setting
 
 
 async def test_a_database_failure_is_a_temporary_451(tmp_path: Path, settings: Settings) -> None:
+    deferred_before = REGISTRY.get_sample_value("crisisdesk_inbound_mail_total", {"code": "451"}) or 0.0
     broken = Database(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'nowhere.db'}")
     port = free_port()
     server = await inbound.start_receiver(broken, settings, host=HOST, port=port)
@@ -135,6 +156,7 @@ async def test_a_database_failure_is_a_temporary_451(tmp_path: Path, settings: S
         with pytest.raises(aiosmtplib.SMTPResponseException) as deferred:
             await send(port, message())
         assert deferred.value.code == 451 and "try again" in deferred.value.message
+        assert REGISTRY.get_sample_value("crisisdesk_inbound_mail_total", {"code": "451"}) == deferred_before + 1
     finally:
         server.close()
         await server.wait_closed()
@@ -209,3 +231,147 @@ async def test_crisisdesk_workers_share_the_support_mail_port(tmp_path: Path, da
         await send(port, message(subject="After", message_id="<after@x>"))
         assert second.alive
     assert await count_rows(db, Ticket) == 12
+
+
+# ---- a customer's answer ---------------------------------------------------------------------
+
+
+async def _sso_incident(db: Database, *, resolution: bool = False) -> str:
+    _, admin = await make_actor(db, Role.admin)
+    async with db.session() as session:
+        sso = await make_component(session, "Sign-in (SSO)")
+        incident = await make_incident(
+            session, admin, name=SSO_INCIDENT, body=SSO_UPDATE, components={sso.id: "major_outage"}
+        )
+        await make_macro(session, admin, incident.id, MacroKind.acknowledge, "We know: {{ incident.name }}.")
+        if resolution:
+            await make_macro(session, admin, incident.id, MacroKind.resolution, "Fixed: {{ incident.name }}.")
+    return incident.id
+
+
+ANSWER = (
+    "Still can't log in with SSO, the SAML error is still there.\n\n"
+    "On Fri, 20 Nov 2026 at 09:55, Acme Cloud Status <status@example.com> wrote:\n"
+    "> We know: Sign-in failures for SSO users.\n"
+)
+
+
+async def test_an_answer_by_email_is_added_to_its_ticket_without_a_second_acknowledgement(
+    smtp: int, db: Database
+) -> None:
+    incident_id = await _sso_incident(db)
+    now = utcnow().replace(second=0, microsecond=0)
+    first = await send(
+        smtp, message(subject=SSO_TICKET[0], text=SSO_TICKET[1], message_id="<a1@initech.example>", at=now)
+    )
+    [ticket] = await tickets(db)
+    assert f"Received as ticket #{ticket.number}" in first and ticket.incident_id == incident_id
+    assert len(await replies(db, ticket.id)) == 1
+    answer = message(
+        subject=f"Re: {SSO_TICKET[0]}",
+        text=ANSWER,
+        message_id="<a2@initech.example>",
+        In_Reply_To="<a1@initech.example>",
+        References="<a1@initech.example>",
+        at=now,
+    )
+    assert f"Added to ticket #{ticket.number}" in await send(smtp, answer)
+    [ticket] = await tickets(db)
+    assert ticket.body.startswith(SSO_TICKET[1])
+    assert ticket.body.endswith(
+        f"--- Answer from jane.doe@initech.example, {now:%d %b %Y %H:%M} UTC, Message-ID <a2@initech.example> ---\n"
+        "Still can't log in with SSO, the SAML error is still there."
+    )
+    assert "> We know" not in ticket.body and "wrote:" not in ticket.body
+    assert len(await replies(db, ticket.id)) == 1  # no second acknowledgement
+    # Sent again (a lost answer to DATA): added once.
+    assert "Already received" in await send(smtp, answer)
+    [ticket] = await tickets(db)
+    assert ticket.body.count("--- Answer from") == 1
+
+
+async def test_an_answer_to_our_email_finds_the_ticket_and_reopens_it_when_solved(
+    smtp: int, db: Database, settings: Settings
+) -> None:
+    incident_id = await _sso_incident(db, resolution=True)
+    port = free_port()
+    mail_settings = settings.model_copy(update={"smtp_host": HOST, "smtp_port": port, "smtp_connections": 1})
+    ticket = await receive_ticket(
+        db,
+        settings,
+        subject=SSO_TICKET[0],
+        body=SSO_TICKET[1],
+        source=TicketSource.api,
+        requester_email="jane.doe@initech.example",
+    )
+    _, admin = await make_actor(db, Role.admin)
+    async with db.session() as session:
+        await support_tickets.resolve_all(session, settings, admin, incident_id=incident_id)
+    assert (await load_ticket(db, ticket.id)).status == TicketStatus.solved
+    async with SmtpSink(port) as sink:
+        await send_email_replies(db, mail_settings)
+        await sink.wait_for(2)
+        ack, resolution = sink.messages()
+    assert "Fixed" in str(resolution.message.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+
+    # A mail client that keeps only In-Reply-To: our own Message-ID finds the ticket.
+    ours = str(resolution.message["Message-ID"])
+    answer = message(subject="Re: fixed?", text="No, it still fails.", message_id="<b1@initech.example>")
+    answer["In-Reply-To"] = ours
+    assert f"Added to ticket #{ticket.number}" in await send(smtp, answer)
+    reopened = await load_ticket(db, ticket.id)
+    assert reopened.status == TicketStatus.open and reopened.solved_at is None
+    assert reopened.body.endswith("No, it still fails.") and reopened.incident_id == incident_id
+    # Answered with the resolution already: resolving again leaves it to an agent, and nobody gets it twice.
+    async with db.session() as session:
+        again = await support_tickets.resolve_all(session, settings, admin, incident_id=incident_id)
+    assert (again.answered, again.skipped) == (0, 1)
+    # One that keeps References: the ticket's thread id in them is enough.
+    later = message(subject="Re: fixed?", text="Now it works, thanks.", message_id="<b2@initech.example>")
+    later["References"] = str(ack.message["References"])
+    assert f"Added to ticket #{ticket.number}" in await send(smtp, later)
+    assert await count_rows(db, Ticket) == 1
+    assert [r.kind for r in await replies(db, ticket.id)] == ["acknowledge", "resolution"]
+
+
+async def test_only_the_requester_or_their_colleagues_continue_a_ticket(smtp: int, db: Database) -> None:
+    await make_account(db, name="Initech", domains=("initech.example",))
+    await send(smtp, message(message_id="<c1@initech.example>"))
+    [ticket] = await tickets(db)
+    colleague = message(sender="bob@initech.example", text="Same here.", message_id="<c2@initech.example>")
+    colleague["In-Reply-To"] = "<c1@initech.example>"
+    assert f"Added to ticket #{ticket.number}" in await send(smtp, colleague)
+    stranger = message(sender="eve@elsewhere.example", text="Me too?", message_id="<c3@elsewhere.example>")
+    stranger["In-Reply-To"] = "<c1@initech.example>"
+    assert "Received as ticket #2" in await send(smtp, stranger)
+    first, second = await tickets(db)
+    assert "Same here." in first.body and "Me too?" not in first.body
+    assert (second.requester_email, second.body) == ("eve@elsewhere.example", "Me too?")
+
+
+@pytest.mark.parametrize("date", ["Fri, 31 Dec 9999 23:59:59 -0500", "Sun, 31 Dec 9000 23:59:59 -1200"])
+async def test_a_date_at_the_ends_of_the_calendar_is_ignored_not_refused(smtp: int, db: Database, date: str) -> None:
+    mail = message()
+    mail.replace_header("Date", date)
+    assert "Received as ticket" in await send(smtp, mail)
+    [ticket] = await tickets(db)
+    assert abs((ticket.created_at - utcnow()).total_seconds()) < 60
+
+
+async def test_refusals_are_counted_by_their_smtp_code(
+    smtp: int, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def count(code: str) -> float:
+        return REGISTRY.get_sample_value("crisisdesk_inbound_mail_total", {"code": code}) or 0.0
+
+    accepted, refused = count("250"), count("554")
+    await send(smtp, message())
+
+    def unreadable(raw: bytes, *, envelope_from: str | None = None) -> inbound.Mail:
+        raise ValueError("unreadable")
+
+    monkeypatch.setattr(inbound, "parse_mail", unreadable)
+    with pytest.raises(aiosmtplib.SMTPResponseException) as failed:
+        await send(smtp, message(message_id="<other@x>"))
+    assert failed.value.code == 554
+    assert (count("250"), count("554")) == (accepted + 1, refused + 1)

@@ -100,6 +100,10 @@ async def test_a_macro_renders_the_incident_facts_that_are_public_and_the_reques
         ),
         ("", "hi\x00", "body", "NUL"),
         ("x" * 301, "Hello", "subject", "at most 300"),
+        # Fine with a name, a workaround and an ETA; but many tickets come without them.
+        ("", "Hi {{ requester_name.split()[0] }}, we know.", "body", "for a ticket without a requester name"),
+        ("ETA {{ eta.hour }}h", "Hello", "subject", "no workaround or ETA published"),
+        ("", "Meanwhile: {{ workaround[0] | upper }}{{ workaround[1:] }}", "body", "without a requester name"),
     ],
 )
 async def test_a_bad_macro_is_refused_naming_the_field(
@@ -246,3 +250,29 @@ async def test_console_macro_page_saves_and_approves(client: httpx.AsyncClient, 
     assert approved.status_code == 303
     page = await client.get(f"/console/incidents/{incident.id}")
     assert 'data-kind="acknowledge" data-state="approved"' in page.text
+
+
+@pytest.mark.parametrize("seen", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-05:00"])
+async def test_approving_a_version_at_the_ends_of_the_calendar_is_422_naming_it(
+    client: httpx.AsyncClient, db: Database, seen: str
+) -> None:
+    _, admin = await make_actor(db, Role.admin)
+    async with db.session() as session:
+        incident = await make_incident(session, admin)
+        await make_macro(session, admin, incident.id, MacroKind.acknowledge, "We know.", approved=False)
+    admin_key = await api_key_headers(db, Role.admin)
+    url = f"/api/v1/incidents/{incident.id}/macros/acknowledge/approve"
+    refused = await client.post(url, json={"updated_at": seen}, headers=admin_key)
+    assert refused.status_code == 422, refused.text
+    assert error_locs(refused) == [["body", "updated_at"]] and "1970" in refused.text
+    async with db.session() as session:
+        await make_user(session, role=Role.admin, email="ada@example.com")
+    csrf = await login(client, "ada@example.com")
+    form = await client.post(
+        f"/console/incidents/{incident.id}/macros/acknowledge/approve",
+        data={"csrf_token": csrf, "updated_at": seen},
+    )
+    assert form.status_code == 422 and 'data-field="updated_at"' in form.text
+    async with db.sessionmaker() as session:
+        macro = await macros.get_macro(session, incident.id, MacroKind.acknowledge)
+    assert macro is not None and macro.approved_at is None

@@ -30,6 +30,7 @@ from crisisdesk.support.models import (
 )
 from tests.fixtures.api import count_rows, error_locs, error_text
 from tests.fixtures.auth import api_key_headers, make_actor
+from tests.fixtures.console import HTML, sign_in
 from tests.fixtures.incident import make_component, make_incident
 from tests.fixtures.notify import run_jobs
 from tests.fixtures.peers import HttpReceiver, SmtpSink
@@ -119,7 +120,9 @@ async def test_a_clear_ticket_is_linked_and_its_acknowledgement_reaches_the_requ
     assert mail.rcpt_tos == ["ann@acme.example"]
     message = mail.message
     assert str(message["Subject"]) == f"Re: {SSO_TICKET[0]}"
-    assert message["In-Reply-To"] == "<CAF=xyz@mail.acme.example>" == message["References"]
+    assert message["In-Reply-To"] == "<CAF=xyz@mail.acme.example>"
+    # The ticket's own thread id first: the customer's answer carries it back (see test_inbound_email).
+    assert message["References"] == f"<ticket.{ticket.id}@status.test> <CAF=xyz@mail.acme.example>"
     body = message.get_body(("plain",))
     assert body is not None and f"we know: INC-{number} {SSO_INCIDENT}" in body.get_content()
     async with db.sessionmaker() as session:
@@ -318,7 +321,9 @@ async def test_resolve_all_answers_every_linked_ticket_by_email_and_helpdesk_and
 
         async with db.session() as session:
             result = await tickets.resolve_all(session, settings, admin, incident_id=incident_id)
-        assert (result.answered, result.replies, result.skipped) == (3, 2, 1)
+        # The ticket with neither a helpdesk nor an address is solved, but nobody was answered.
+        assert (result.answered, result.replies, result.skipped) == (2, 2, 1)
+        assert (result.solved_without_reply, result.failed) == (1, 0)
         await run_jobs(db, settings)
         await send_email_replies(db, settings)
         await zendesk.wait_for(2)
@@ -347,7 +352,10 @@ async def test_resolve_all_answers_every_linked_ticket_by_email_and_helpdesk_and
         assert (again.answered, again.replies, again.skipped) == (0, 0, 4)
     assert len([r for r in await replies(db) if r.kind == "resolution"]) == 2
     [event] = await _timeline(db, incident_id, "tickets_resolved")
-    assert "Rita Resolver answered 3 linked tickets" in event.summary
+    assert event.summary == (
+        "Rita Resolver answered 2 linked tickets with the resolution macro and marked them solved; "
+        "1 ticket with no helpdesk or address marked solved without a reply"
+    )
 
 
 async def test_a_failing_helpdesk_reply_is_retried_then_marked_failed_with_its_error(
@@ -527,7 +535,13 @@ async def test_api_creates_lists_links_and_resolves_tickets(client: httpx.AsyncC
     )
     assert approved.status_code == 200 and approved.json()["approved_at"]
     resolved = await client.post(f"/api/v1/incidents/{incident_id}/tickets/resolve", headers=writer)
-    assert resolved.status_code == 200 and resolved.json() == {"answered": 1, "replies": 1, "skipped": 0}
+    assert resolved.status_code == 200 and resolved.json() == {
+        "answered": 1,
+        "replies": 1,
+        "skipped": 0,
+        "solved_without_reply": 0,
+        "failed": 0,
+    }
     after = (await client.get(f"/api/v1/tickets/{ticket['id']}", headers=reader)).json()
     assert after["status"] == "solved" and [r["kind"] for r in after["replies"]] == ["acknowledge", "resolution"]
 
@@ -630,3 +644,77 @@ async def test_the_incident_page_offers_the_resolution_once_the_incident_is_reso
     page = (await client.get(f"/console/incidents/{incident_id}")).text
     assert 'id="resolve-all-form"' not in page and "(2 unsolved)" not in page
     assert len([r for r in await replies(db) if r.kind == "resolution"]) == 2
+
+
+# ---- after the incident is resolved ------------------------------------------------------------
+
+
+async def _resolve(db: Database, incident_id: str) -> None:
+    _, admin = await make_actor(db, Role.admin)
+    async with db.session() as session:
+        incident = await incidents.get_incident(session, incident_id)
+        await incidents.post_update(session, admin, incident, status="resolved", body="Fixed; SSO sign-in works again.")
+
+
+async def test_a_ticket_after_the_resolution_gets_the_resolution_and_is_solved(
+    db: Database, settings: Settings
+) -> None:
+    incident_id, number, _ = await _sso_incident(db, resolution=True)
+    await _resolve(db, incident_id)
+    late = await receive(
+        db,
+        settings,
+        subject=SSO_TICKET[0],
+        body=SSO_TICKET[1],
+        requester_email="late@acme.example",
+        requester_name="Al",
+    )
+    ticket = await load_ticket(db, late.id)
+    assert ticket.incident_id == incident_id and ticket.tags == [f"incident-{number}"]
+    assert ticket.status == TicketStatus.solved and ticket.solved_at is not None
+    [reply] = await replies(db, ticket.id)
+    assert (reply.kind, reply.solve) == ("resolution", True)
+    assert reply.body == f"Hi Al, INC-{number} is resolved. Ticket {ticket.number}."
+
+
+async def test_a_ticket_after_the_resolution_without_a_resolution_macro_is_only_suggested(
+    db: Database, settings: Settings
+) -> None:
+    incident_id, _, _ = await _sso_incident(db)
+    await _resolve(db, incident_id)
+    late = await receive(db, settings, subject=SSO_TICKET[0], body=SSO_TICKET[1], requester_email="late@acme.example")
+    ticket = await load_ticket(db, late.id)
+    assert (ticket.incident_id, ticket.suggested_incident_id) == (None, incident_id)
+    assert ticket.status == TicketStatus.open and ticket.confidence is not None
+    assert ticket.confidence >= settings.match_threshold
+    assert await replies(db) == []
+    # An agent may still link it: tagged, and nothing that says "we are working on it".
+    _, agent = await make_actor(db, Role.responder)
+    async with db.session() as session:
+        linked = await tickets.link(session, settings, agent, ticket_id=ticket.id, incident_id=incident_id)
+        assert linked.incident_id == incident_id and linked.status == TicketStatus.open
+    assert await replies(db) == []
+
+
+# ---- times, pages ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("created_at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-05:00"])
+async def test_a_created_at_at_the_ends_of_the_calendar_is_422_naming_it(
+    client: httpx.AsyncClient, db: Database, created_at: str
+) -> None:
+    writer = await api_key_headers(db, Role.responder)
+    response = await client.post("/api/v1/tickets", json={"subject": "x", "created_at": created_at}, headers=writer)
+    assert response.status_code == 422, response.text
+    assert error_locs(response) == [["body", "created_at"]] and "between the years 1970 and 9000" in response.text
+    assert await count_rows(db, Ticket) == 0
+
+
+@pytest.mark.parametrize("page", ["%C2%B2", "%D9%A3", "0", "1000000"])
+async def test_the_tickets_list_refuses_a_page_that_is_not_a_number_naming_it(
+    client: httpx.AsyncClient, db: Database, page: str
+) -> None:
+    await sign_in(client, db, Role.responder)
+    response = await client.get(f"/console/tickets?view=all&page={page}", headers=HTML)
+    assert response.status_code == 422, response.text
+    assert "page must be a whole number" in response.text

@@ -1,20 +1,24 @@
 """Replies out through a helpdesk's own API: Zendesk, Freshdesk and Intercom.
 
 :func:`send_reply` posts one public answer on the helpdesk's ticket (or conversation), adds the
-tags it is given, and marks it solved when asked. It receives its HTTP client, so the caller
+tags it is given, and marks it solved when asked. It is two steps, so a caller that retries can
+keep them apart: :func:`post_reply` is the one call the customer sees (Zendesk's tags and status
+ride on it), and :func:`finish_reply` the calls after it (Freshdesk's tags and status, Intercom's
+tags and close), which may be repeated without harm. It receives its HTTP client, so the caller
 pools connections and tests point it at a local receiver; :func:`http_client` makes one that
-refuses non-public addresses unless ``CRISISDESK_ALLOW_PRIVATE_WEBHOOKS`` is set, since the API
-address is an admin's input. A failure raises :class:`HelpdeskError` with the status, a short
-excerpt of the answer and whether trying again later can help (timeouts, 429, 5xx).
+connects only to public addresses unless ``CRISISDESK_ALLOW_PRIVATE_WEBHOOKS`` is set, since the
+API address is an admin's input. A failure raises :class:`HelpdeskError` with the status, a
+short excerpt of the answer and whether trying again later can help (timeouts, 429, 5xx).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from html import escape
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -92,20 +96,102 @@ async def send_reply(
     client: httpx.AsyncClient,
     timeout: float,  # noqa: ASYNC109 - the per-request timeout httpx applies, part of the interface
 ) -> None:
-    """Post ``body`` as a public reply on the helpdesk's ticket; tag it, and solve it when asked."""
-    if not helpdesk.api_token:
-        raise HelpdeskError(f"the helpdesk {helpdesk.name!r} has no API token, so crisisdesk cannot reply through it")
-    ticket = _ticket_path(external_id)
-    base = helpdesk.api_base_url.rstrip("/")
-    try:
+    """Post ``body`` as a public reply on the helpdesk's ticket; tag it, and solve it when asked.
+
+    Both steps in one go: a caller that retries on failure uses :func:`post_reply` and
+    :func:`finish_reply` apart, or a failure after the post would post the reply again.
+    """
+    await post_reply(
+        helpdesk, external_id=external_id, body=body, solve=solve, tags=tags, client=client, timeout=timeout
+    )
+    if has_follow_up(helpdesk, solve=solve, tags=tags):
+        await finish_reply(helpdesk, external_id=external_id, solve=solve, tags=tags, client=client, timeout=timeout)
+
+
+def has_follow_up(helpdesk: Helpdesk, *, solve: bool, tags: list[str]) -> bool:
+    """Whether :func:`finish_reply` has anything to do after the post (Zendesk does it all in one call)."""
+    return helpdesk.kind != HelpdeskKind.zendesk and (solve or bool(tags))
+
+
+async def post_reply(
+    helpdesk: Helpdesk,
+    *,
+    external_id: str,
+    body: str,
+    solve: bool,
+    tags: list[str],
+    client: httpx.AsyncClient,
+    timeout: float,  # noqa: ASYNC109 - the per-request timeout httpx applies
+) -> None:
+    """The public reply itself, the one call the customer sees: never repeat it once it succeeded.
+
+    Zendesk takes the tags and the solved status in the same call; the others need :func:`finish_reply`.
+    """
+    ticket, base = _target(helpdesk, external_id)
+    async with _calling(helpdesk, timeout):
         if helpdesk.kind == HelpdeskKind.zendesk:
             await _zendesk(helpdesk, base, ticket, body, solve, tags, client, timeout)
         elif helpdesk.kind == HelpdeskKind.freshdesk:
-            await _freshdesk(helpdesk, base, ticket, body, solve, tags, client, timeout)
+            url = f"{base}/api/v2/tickets/{ticket}/reply"
+            payload = {"body": _text_to_html(body)}
+            response = await client.post(
+                url, json=payload, auth=_freshdesk_auth(helpdesk), headers=_headers(), timeout=timeout
+            )
+            _check(response, f"Freshdesk ticket {ticket}")
         elif helpdesk.kind == HelpdeskKind.intercom:
-            await _intercom(helpdesk, base, ticket, body, solve, client, timeout)
+            reply = {
+                "message_type": "comment",
+                "type": "admin",
+                "admin_id": helpdesk.api_user,
+                "body": _text_to_html(body),
+            }
+            response = await client.post(
+                f"{base}/conversations/{ticket}/reply", json=reply, headers=_intercom_headers(helpdesk), timeout=timeout
+            )
+            _check(response, f"Intercom conversation {ticket}")
         else:
             raise HelpdeskError(f"crisisdesk cannot reply through a {helpdesk.kind} helpdesk")
+
+
+async def finish_reply(
+    helpdesk: Helpdesk,
+    *,
+    external_id: str,
+    solve: bool,
+    tags: list[str],
+    client: httpx.AsyncClient,
+    timeout: float,  # noqa: ASYNC109 - the per-request timeout httpx applies
+) -> None:
+    """After the post: add the tags and mark the ticket solved (Freshdesk, Intercom). Safe to repeat."""
+    if not has_follow_up(helpdesk, solve=solve, tags=tags):
+        return
+    ticket, base = _target(helpdesk, external_id)
+    async with _calling(helpdesk, timeout):
+        if helpdesk.kind == HelpdeskKind.freshdesk:
+            await _freshdesk_update(helpdesk, base, ticket, solve, tags, client, timeout)
+        elif helpdesk.kind == HelpdeskKind.intercom:
+            await _intercom_finish(helpdesk, base, ticket, solve, tags, client, timeout)
+
+
+def _target(helpdesk: Helpdesk, external_id: str) -> tuple[str, str]:
+    """The ticket's path segment and the API's base URL, once the helpdesk can be called at all."""
+    if not helpdesk.api_token:
+        raise HelpdeskError(f"the helpdesk {helpdesk.name!r} has no API token, so crisisdesk cannot reply through it")
+    if helpdesk.kind == HelpdeskKind.zendesk and not helpdesk.api_user:
+        raise HelpdeskError(f"the helpdesk {helpdesk.name!r} has no API user (the agent's email the token belongs to)")
+    if helpdesk.kind == HelpdeskKind.intercom and not helpdesk.api_user:
+        raise HelpdeskError(f"the helpdesk {helpdesk.name!r} has no API user (the admin id replies are written as)")
+    return _ticket_path(external_id), helpdesk.api_base_url.rstrip("/")
+
+
+@contextlib.asynccontextmanager
+async def _calling(
+    helpdesk: Helpdesk,
+    timeout: float,  # noqa: ASYNC109 - only named in the error
+) -> AsyncIterator[None]:
+    """Transport failures as :class:`HelpdeskError`, saying whether a retry can help."""
+    try:
+        yield
     except httpx.TimeoutException:
         raise HelpdeskError(f"{helpdesk.name}: no answer within {timeout:g} s", retryable=True) from None
     except PrivateAddressRefused as exc:
@@ -124,8 +210,6 @@ async def _zendesk(
     client: httpx.AsyncClient,
     timeout: float,  # noqa: ASYNC109 - handed to httpx per request
 ) -> None:
-    if not helpdesk.api_user:
-        raise HelpdeskError(f"the helpdesk {helpdesk.name!r} has no API user (the agent's email the token belongs to)")
     update: dict[str, Any] = {"comment": {"body": body, "public": True}}
     if solve:
         update["status"] = "solved"
@@ -141,25 +225,22 @@ async def _zendesk(
     _check(response, f"Zendesk ticket {ticket}")
 
 
-async def _freshdesk(
+def _freshdesk_auth(helpdesk: Helpdesk) -> tuple[str, str]:
+    # Freshdesk's API key is the user name; the password is ignored ("X" by convention).
+    return (helpdesk.api_token or "", "X")
+
+
+async def _freshdesk_update(
     helpdesk: Helpdesk,
     base: str,
     ticket: str,
-    body: str,
     solve: bool,
     tags: list[str],
     client: httpx.AsyncClient,
     timeout: float,  # noqa: ASYNC109 - handed to httpx per request
 ) -> None:
-    # Freshdesk's API key is the user name; the password is ignored ("X" by convention).
-    auth = (helpdesk.api_token or "", "X")
+    auth = _freshdesk_auth(helpdesk)
     url = f"{base}/api/v2/tickets/{ticket}"
-    response = await client.post(
-        f"{url}/reply", json={"body": _text_to_html(body)}, auth=auth, headers=_headers(), timeout=timeout
-    )
-    _check(response, f"Freshdesk ticket {ticket}")
-    if not solve and not tags:
-        return
     update: dict[str, Any] = {}
     if solve:
         update["status"] = FRESHDESK_RESOLVED
@@ -182,26 +263,45 @@ def _tags_of(response: httpx.Response) -> list[str]:
     return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
 
 
-async def _intercom(
+def _intercom_headers(helpdesk: Helpdesk) -> dict[str, str]:
+    return {**_headers(), "authorization": f"Bearer {helpdesk.api_token}", "intercom-version": INTERCOM_VERSION}
+
+
+async def _intercom_finish(
     helpdesk: Helpdesk,
     base: str,
     conversation: str,
-    body: str,
     solve: bool,
+    tags: list[str],
     client: httpx.AsyncClient,
     timeout: float,  # noqa: ASYNC109 - handed to httpx per request
 ) -> None:
-    if not helpdesk.api_user:
-        raise HelpdeskError(f"the helpdesk {helpdesk.name!r} has no API user (the admin id replies are written as)")
-    headers = {**_headers(), "authorization": f"Bearer {helpdesk.api_token}", "intercom-version": INTERCOM_VERSION}
+    headers = _intercom_headers(helpdesk)
     url = f"{base}/conversations/{conversation}"
-    reply = {"message_type": "comment", "type": "admin", "admin_id": helpdesk.api_user, "body": _text_to_html(body)}
-    response = await client.post(f"{url}/reply", json=reply, headers=headers, timeout=timeout)
-    _check(response, f"Intercom conversation {conversation}")
+    for name in tags:
+        # Intercom tags a conversation by the tag's id: POST /tags finds the tag by name or creates it.
+        found = await client.post(f"{base}/tags", json={"name": name}, headers=headers, timeout=timeout)
+        _check(found, f"Intercom tag {name!r}")
+        tag_id = _id_of(found)
+        if tag_id is None:
+            raise HelpdeskError(f"Intercom tag {name!r}: the answer names no tag id: {_excerpt(found.text)}")
+        tagged = await client.post(
+            f"{url}/tags", json={"id": tag_id, "admin_id": helpdesk.api_user}, headers=headers, timeout=timeout
+        )
+        _check(tagged, f"Intercom conversation {conversation}")
     if solve:
         close = {"message_type": "close", "type": "admin", "admin_id": helpdesk.api_user}
         response = await client.post(f"{url}/parts", json=close, headers=headers, timeout=timeout)
         _check(response, f"Intercom conversation {conversation}")
+
+
+def _id_of(response: httpx.Response) -> str | None:
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    value = data.get("id") if isinstance(data, Mapping) else None
+    return str(value) if isinstance(value, str | int) and not isinstance(value, bool) and str(value) else None
 
 
 def _headers() -> dict[str, str]:
@@ -212,41 +312,71 @@ def _headers() -> dict[str, str]:
 
 
 class PrivateAddressRefused(httpx.TransportError):
-    """The helpdesk's host now resolves to a non-public address."""
+    """The helpdesk's host is, or now resolves to, a non-public address."""
+
+
+Resolve = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def _lookup(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [str(info[4][0]) for info in infos]
 
 
 class _PublicOnly(httpx.AsyncBaseTransport):
-    """Refuses hosts that are, or resolve to, non-public addresses (checked again every 30 s)."""
+    """Connects only to public addresses, and only to the very address it checked.
+
+    A host name is resolved here and every address it has must be public; the request then goes
+    to the first of them, with the name kept in the Host header and as the TLS server name. httpx
+    never resolves the name itself, so an answer that changes between the check and the
+    connection (DNS rebinding) cannot send the request elsewhere. A name that does not resolve is
+    refused here (a retry) rather than left to a second lookup. Answers are kept 30 s.
+    """
 
     TTL = 30.0
 
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+    def __init__(self, inner: httpx.AsyncBaseTransport, *, resolve: Resolve = _lookup) -> None:
         self._inner = inner
-        self._checked: dict[tuple[str, int], tuple[float, str | None]] = {}
+        self._resolve = resolve
+        self._checked: dict[tuple[str, int], tuple[float, str, str | None]] = {}
 
-    async def _problem(self, host: str, port: int) -> str | None:
+    async def _address(self, host: str, port: int) -> tuple[str, str | None]:
+        """The address to connect to, and why it is refused (None when it is public)."""
+        try:
+            literal = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            pass
+        else:
+            problem = address_problem(literal)
+            return host, f"{host} is a {problem}" if problem else None
         now = time.monotonic()
         cached = self._checked.get((host, port))
         if cached is not None and cached[0] > now:
-            return cached[1]
+            return cached[1], cached[2]
         try:
-            addresses = [ipaddress.ip_address(host.strip("[]"))]
-        except ValueError:
-            try:
-                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except OSError:
-                return None  # the request itself reports the DNS failure, as a retry
-            addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-        answer = next((f"{host} resolves to {a}, a {p}" for a in addresses if (p := address_problem(a))), None)
-        self._checked[(host, port)] = (now + self.TTL, answer)
-        return answer
+            found = [ipaddress.ip_address(a.split("%")[0]) for a in await self._resolve(host, port)]
+        except (OSError, UnicodeError, ValueError) as exc:
+            raise httpx.ConnectError(f"{host} does not resolve to an address: {exc}") from None
+        if not found:
+            raise httpx.ConnectError(f"{host} does not resolve to an address")
+        problem = next((f"{host} resolves to {a}, a {p}" for a in found if (p := address_problem(a))), None)
+        self._checked[(host, port)] = (now + self.TTL, str(found[0]), problem)
+        return str(found[0]), problem
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         port = url.port or (443 if url.scheme == "https" else 80)
-        problem = await self._problem(url.host, port)
+        try:
+            address, problem = await self._address(url.host, port)
+        except httpx.ConnectError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from None
         if problem:
             raise PrivateAddressRefused(f"{problem}; replies go only to public addresses", request=request)
+        if address != url.host:
+            # The Host header was set from the name when the request was built, and stays.
+            request.url = url.copy_with(host=address)
+            if url.scheme == "https":
+                request.extensions = {**request.extensions, "sni_hostname": url.host}
         return await self._inner.handle_async_request(request)
 
     async def aclose(self) -> None:

@@ -224,7 +224,13 @@ async def approve_macro(
 
 
 def _bulk(result: BulkResult) -> BulkAnswerRead:
-    return BulkAnswerRead(answered=result.answered, replies=result.replies, skipped=result.skipped)
+    return BulkAnswerRead(
+        answered=result.answered,
+        replies=result.replies,
+        skipped=result.skipped,
+        solved_without_reply=result.solved_without_reply,
+        failed=result.failed,
+    )
 
 
 @router.post(

@@ -20,7 +20,7 @@ from crisisdesk.kit.console import Failure, discard, failure_of, form_values, re
 from crisisdesk.kit.errors import DomainError, NotFound
 from crisisdesk.kit.pages import templates
 from crisisdesk.kit.runtime import runtime_of
-from crisisdesk.support import brief, escalation
+from crisisdesk.support import brief, escalation, tickets
 
 router = APIRouter(include_in_schema=False)
 
@@ -116,7 +116,7 @@ async def escalate(request: Request, ticket_id: str, actor: ConsoleWriter, sessi
         if exc.field == "ticket_id":
             raise
         await discard(session)
-        ticket = await escalation.get_ticket(session, ticket_id)
+        ticket = await tickets.get_ticket(session, ticket_id)
         incident_id = ticket.incident_id or ticket.suggested_incident_id
         if incident_id is None:
             raise

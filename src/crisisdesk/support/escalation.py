@@ -34,6 +34,7 @@ from crisisdesk.kit.errors import Conflict, InvalidInput, NotFound
 from crisisdesk.kit.time import utcnow
 from crisisdesk.oncall import paging
 from crisisdesk.oncall.models import EscalationPolicy, Page, SeverityPaging, Urgency
+from crisisdesk.support import tickets
 from crisisdesk.support.models import Ticket, TicketEscalation
 
 WINDOW = timedelta(minutes=1)
@@ -71,13 +72,6 @@ def check_note(note: str | None) -> str:
     if len(note) > MAX_NOTE:
         raise InvalidInput(f"the note is {len(note)} characters; at most {MAX_NOTE} are allowed", field="note")
     return note
-
-
-async def get_ticket(session: AsyncSession, ticket_id: str) -> Ticket:
-    ticket = await session.get(Ticket, ticket_id) if ticket_id and "\x00" not in ticket_id else None
-    if ticket is None:
-        raise NotFound(f"no ticket with id {ticket_id!r}", field="ticket_id")
-    return ticket
 
 
 async def commander_of(session: AsyncSession, incident_id: str) -> User | None:
@@ -130,7 +124,7 @@ async def escalate(session: AsyncSession, actor: Actor, *, ticket_id: str, note:
     """Escalate a ticket to its incident's commander (see the module for whom it pages)."""
     actor.require(Scope.write)
     note = check_note(note)
-    ticket = await get_ticket(session, ticket_id)
+    ticket = await tickets.get_ticket(session, ticket_id)
     incident_id = ticket.incident_id or ticket.suggested_incident_id
     if incident_id is None:
         raise Conflict(

@@ -109,7 +109,7 @@ def check_api_user(kind: HelpdeskKind, value: str | None) -> str | None:
             raise InvalidInput(
                 f"for Zendesk the API user is the email of the agent who owns the API token: {exc}", field="api_user"
             ) from None
-    if kind == HelpdeskKind.intercom and not cleaned.isdigit():
+    if kind == HelpdeskKind.intercom and not (cleaned.isascii() and cleaned.isdigit()):
         raise InvalidInput(
             "for Intercom the API user is the id of the admin replies are written as (digits, e.g. 814860)",
             field="api_user",

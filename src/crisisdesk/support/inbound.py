@@ -8,8 +8,11 @@ recipient and relays nothing.
 
 Each message is parsed with the standard library (``policy.default``): From (the requester),
 Subject, the text/plain part (or the HTML part as text), and the Message-ID, which makes the
-ticket idempotent, so a sender retrying after a lost answer creates no second ticket. The reply
-to DATA says what happened, and a message is never accepted unless its ticket is committed:
+ticket idempotent, so a sender retrying after a lost answer creates no second ticket. A message
+whose In-Reply-To or References name a ticket (see :func:`tickets.find_thread`) is the customer's
+answer on it: its words, without the quoted thread, are added to that ticket, which a solved
+ticket reopens, and no new ticket or acknowledgement is made. The reply to DATA says what
+happened, and a message is never accepted unless its ticket is committed:
 
 - 250 when the ticket is stored (or was already);
 - 552 when the message is larger than ``CRISISDESK_MAX_BODY_BYTES`` (aiosmtpd's size limit);
@@ -30,23 +33,22 @@ import email.message
 import email.policy
 import hashlib
 import logging
+import re
 import socket
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from crisisdesk.config import Settings
+from crisisdesk.kit import metrics
 from crisisdesk.kit.db import Database
-from crisisdesk.kit.errors import DomainError
-from crisisdesk.kit.time import as_utc, utcnow
+from crisisdesk.kit.errors import DomainError, InvalidInput
+from crisisdesk.kit.time import utcnow
 from crisisdesk.support import tickets
-from crisisdesk.support.models import Ticket, TicketSource
+from crisisdesk.support.checks import check_email, utc_time
+from crisisdesk.support.models import TicketSource
 from crisisdesk.support.plaintext import html_to_text
 
 log = logging.getLogger(__name__)
@@ -56,6 +58,9 @@ MAX_SUBJECT = 1000
 DERIVED_SUBJECT = 120
 RETRY_LISTEN_SECONDS = 30.0
 HOSTNAME = "crisisdesk"
+_MESSAGE_ID = re.compile(r"<[^<>\s]{1,250}>")
+# "On Mon, 20 Nov 2026 at 09:52, Jane <jane@…> wrote:" above a quoted message, in the usual languages.
+_ATTRIBUTION = re.compile(r"^(On|Am|Le|El|Il|Op) .{0,300}(wrote|schrieb|a écrit|escribió|ha scritto|schreef)\s*:\s*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,7 @@ class Mail:
     sender_name: str | None
     automatic: bool
     sent_at: datetime | None
+    references: tuple[str, ...] = ()  # In-Reply-To and References, oldest first
 
 
 def _header(message: email.message.EmailMessage, name: str) -> str:
@@ -92,10 +98,33 @@ def _sender(message: email.message.EmailMessage, envelope_from: str | None) -> t
         candidates.append((envelope_from, None))
     for raw, name in candidates:
         try:
-            return validate_email(raw, check_deliverability=False).normalized.lower(), name
-        except EmailNotValidError:
+            address = check_email(raw)
+        except InvalidInput:
             continue
+        if address is not None:
+            return address, name
     return None, None
+
+
+def _references(message: email.message.EmailMessage) -> tuple[str, ...]:
+    """The Message-IDs this message answers, oldest first (References, then In-Reply-To)."""
+    found: list[str] = []
+    for name in ("References", "In-Reply-To"):
+        for ref in _MESSAGE_ID.findall(_header(message, name)):
+            if ref in found:
+                found.remove(ref)
+            found.append(ref)
+    return tuple(found)
+
+
+def answer_text(body: str) -> str:
+    """An answer's own words: the quoted thread below it (``>`` lines, and the line introducing them) cut."""
+    lines = body.splitlines()
+    while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith(">")):
+        lines.pop()
+    if lines and _ATTRIBUTION.match(lines[-1].strip()):
+        lines.pop()
+    return "\n".join(lines).strip() or body.strip()
 
 
 def _text_of(part: email.message.Message) -> str:
@@ -145,8 +174,8 @@ def parse_mail(raw: bytes, *, envelope_from: str | None = None) -> Mail:
         first = body.splitlines()[0].strip()
         subject = first if len(first) <= DERIVED_SUBJECT else first[: DERIVED_SUBJECT - 1] + "…"
     try:
-        sent_at: datetime | None = as_utc(parsedate_to_datetime(_header(message, "Date")))
-    except (TypeError, ValueError, IndexError):
+        sent_at = utc_time(parsedate_to_datetime(_header(message, "Date")))
+    except (TypeError, ValueError, IndexError, OverflowError):
         sent_at = None
     if sent_at is not None and sent_at > utcnow():
         sent_at = utcnow()
@@ -158,43 +187,36 @@ def parse_mail(raw: bytes, *, envelope_from: str | None = None) -> Mail:
         sender_name=(name or "").replace("\x00", "")[:300] or None,
         automatic=_automatic(message, envelope_from),
         sent_at=sent_at,
+        references=_references(message),
     )
 
 
-async def _existing(session: Any, message_id: str) -> Ticket | None:
-    ticket: Ticket | None = await session.scalar(
-        select(Ticket).where(
-            Ticket.helpdesk_id.is_(None), Ticket.source == TicketSource.email, Ticket.external_id == message_id
-        )
-    )
-    return ticket
-
-
-async def store_mail(db: Database, settings: Settings, mail: Mail) -> tuple[Ticket, bool]:
-    """The message's ticket, stored and committed; True when it is new."""
-    try:
+async def store_mail(db: Database, settings: Settings, mail: Mail) -> tickets.Stored:
+    """The message's ticket, stored and committed: a new one, one stored before, or the one it answers."""
+    if mail.references and mail.sender:
         async with db.session() as session:
-            existing = await _existing(session, mail.message_id)
-            if existing is not None:
-                return existing, False
-            ticket = await tickets.receive(
-                session,
-                settings,
-                source=TicketSource.email,
-                subject=mail.subject,
-                body=mail.body,
-                requester_email=mail.sender,
-                requester_name=mail.sender_name,
-                external_id=mail.message_id,
-                created_at=mail.sent_at,
-            )
-    except IntegrityError:
-        async with db.sessionmaker() as session:
-            existing = await _existing(session, mail.message_id)
-        if existing is None:
-            raise
-        return existing, False
-    return ticket, True
+            ticket = await tickets.find_thread(session, references=mail.references, sender=mail.sender)
+            if ticket is not None:
+                added = await tickets.add_answer(
+                    session,
+                    ticket,
+                    message_id=mail.message_id,
+                    sender=mail.sender,
+                    text=answer_text(mail.body),
+                    sent_at=mail.sent_at,
+                )
+                return tickets.Stored(ticket, new=False, answer=added)
+    return await tickets.store(
+        db,
+        settings,
+        source=TicketSource.email,
+        external_id=mail.message_id,
+        subject=mail.subject,
+        body=mail.body,
+        requester_email=mail.sender,
+        requester_name=mail.sender_name,
+        created_at=mail.sent_at,
+    )
 
 
 class InboundHandler:
@@ -211,6 +233,11 @@ class InboundHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        answer = await self._answer(envelope)
+        metrics.INBOUND_MAIL.labels(code=answer[:3]).inc()
+        return answer
+
+    async def _answer(self, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         try:
             mail = parse_mail(raw, envelope_from=envelope.mail_from)
@@ -221,18 +248,26 @@ class InboundHandler:
             log.info("dropped an automatic message (%s) so tickets cannot loop", mail.message_id)
             return "250 2.0.0 Automatic message accepted and not made a ticket"
         try:
-            ticket, new = await store_mail(self.db, self.settings, mail)
+            stored = await store_mail(self.db, self.settings, mail)
         except DomainError as exc:
-            log.warning("refused an inbound message: %s", exc.message)
+            log.warning("refused an inbound message %s from %s: %s", mail.message_id, mail.sender, exc.message)
             return f"554 5.6.0 {' '.join(exc.message.split())[:200]}"
         except Exception:
             # The database is down or something broke: the sender keeps the message and retries.
-            log.exception("an inbound message could not be stored; answered 451 so the sender retries")
+            log.exception(
+                "inbound message %s from %s could not be stored; answered 451 so the sender retries",
+                mail.message_id,
+                mail.sender,
+            )
             return "451 4.3.0 The message cannot be stored right now; please try again later"
-        if not new:
-            return f"250 2.0.0 Already received as ticket #{ticket.number}"
-        log.info("inbound message %s became ticket #%s", mail.message_id, ticket.number)
-        return f"250 2.0.0 Received as ticket #{ticket.number}"
+        number = stored.ticket.number
+        if stored.answer:
+            log.info("inbound message %s is an answer on ticket #%s", mail.message_id, number)
+            return f"250 2.0.0 Added to ticket #{number}"
+        if not stored.new:
+            return f"250 2.0.0 Already received as ticket #{number}"
+        log.info("inbound message %s became ticket #%s", mail.message_id, number)
+        return f"250 2.0.0 Received as ticket #{number}"
 
 
 async def start_receiver(

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jinja2 import Template, TemplateError, TemplateSyntaxError, meta
+from jinja2 import TemplateError, TemplateSyntaxError, meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from sqlalchemy import select, update
@@ -23,12 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from crisisdesk.auth.models import Scope
 from crisisdesk.auth.service import Actor
 from crisisdesk.catalog.models import Component
-from crisisdesk.comms.sandbox import Budget
-from crisisdesk.comms.templates import Renderer
+from crisisdesk.comms.templates import Renderer, render_bounded
 from crisisdesk.incident import service as incidents
 from crisisdesk.incident.models import Incident, IncidentComponent, IncidentUpdate, Kind, Visibility
 from crisisdesk.kit.errors import Conflict, Forbidden, InvalidInput, NotFound
-from crisisdesk.kit.time import as_utc, utcnow
+from crisisdesk.kit.time import utcnow
+from crisisdesk.support.checks import check_time
 from crisisdesk.support.models import Macro, MacroKind, Ticket
 
 MAX_SUBJECT = 300
@@ -72,15 +72,7 @@ def _render(env: SandboxedEnvironment, source: str, values: Mapping[str, Any], *
     if not source:
         return ""
     try:
-        template: Template = env.from_string(source)
-        parts: list[str] = []
-        size = 0
-        with Budget():
-            for chunk in template.generate(dict(values)):
-                size += len(chunk)
-                if size > MAX_OUTPUT:
-                    raise InvalidInput(f"the {label} renders to more than {MAX_OUTPUT} characters", field=field)
-                parts.append(chunk)
+        output = render_bounded(env.from_string(source), values, limit=MAX_OUTPUT)
     except SecurityError as exc:
         raise InvalidInput(f"the {label}: not allowed in a template ({exc})", field=field) from None
     except TemplateSyntaxError as exc:
@@ -91,7 +83,9 @@ def _render(env: SandboxedEnvironment, source: str, values: Mapping[str, Any], *
         raise InvalidInput(f"the {label} cannot be rendered: {exc}", field=field) from None
     except RecursionError:
         raise InvalidInput(f"the {label} calls itself without end", field=field) from None
-    return "".join(parts)
+    if output is None:
+        raise InvalidInput(f"the {label} renders to more than {MAX_OUTPUT} characters", field=field)
+    return output
 
 
 def _check_source(env: SandboxedEnvironment, source: str, *, field: str, label: str) -> None:
@@ -117,8 +111,20 @@ def ticket_values(ticket: Ticket | None) -> dict[str, Any]:
     }
 
 
-def sample_values() -> dict[str, Any]:
-    """Typed stand-ins for the trial render when a macro is saved."""
+def sample_values(*, sparse: bool = False) -> dict[str, Any]:
+    """Typed stand-ins for the trial render when a macro is saved.
+
+    ``sparse``: what many real tickets have: no requester name, no workaround and no ETA yet.
+    """
+    if sparse:
+        return {
+            **sample_values(),
+            "workaround": "",
+            "eta": None,
+            "eta_note": "",
+            "ticket": {**PLACEHOLDER_TICKET, "requester_name": ""},
+            "requester_name": "",
+        }
     return {
         "incident": {
             "name": "Sign-in failures for SSO users",
@@ -249,6 +255,18 @@ def check(subject: str, body: str, *, kind: MacroKind, time_zone: str = "Etc/UTC
     sample = sample_values()
     _render(env, subject, sample, field="subject", label=f"{label}'s subject")
     _render(env, body, sample, field="body", label=label)
+    # A macro that only works with a requester name or an ETA would fail on the tickets that come
+    # without them, when nobody is watching: refuse it now, while its author is.
+    sparse = sample_values(sparse=True)
+    for value, field, what in ((subject, "subject", f"{label}'s subject"), (body, "body", label)):
+        try:
+            _render(env, value, sparse, field=field, label=what)
+        except InvalidInput as exc:
+            raise InvalidInput(
+                f"{exc.message} (for a ticket without a requester name, and with no workaround or ETA published; "
+                "use e.g. {{ requester_name or 'there' }})",
+                field=field,
+            ) from None
     return subject, body
 
 
@@ -312,7 +330,7 @@ async def approve(
     changed = Conflict(
         f"the {label.lower()} changed since you read it: read it again, then approve", field="updated_at"
     )
-    if seen is not None and as_utc(seen) != macro.updated_at:
+    if seen is not None and check_time(seen, field="updated_at") != macro.updated_at:
         raise changed
     if macro.approved_at is not None:
         return macro

@@ -151,6 +151,15 @@ class MacroRead(BaseModel):
 class BulkAnswerRead(BaseModel):
     """What a bulk answer did."""
 
-    answered: int = Field(description="Tickets answered now (for the resolution: and marked solved).")
-    replies: int = Field(description="Replies queued (a ticket with neither helpdesk nor address gets none).")
+    answered: int = Field(description="Tickets a reply was queued for now (for the resolution: and marked solved).")
+    replies: int = Field(description="Replies queued (the same as answered).")
     skipped: int = Field(description="Tickets left alone: already solved, or already answered.")
+    solved_without_reply: int = Field(
+        default=0,
+        description="Resolution: tickets marked solved with neither a helpdesk nor an address to answer them at.",
+    )
+    failed: int = Field(
+        default=0,
+        description="Tickets the macro could not be written for: each has a failed reply saying why, and a "
+        "resolution leaves it unsolved.",
+    )

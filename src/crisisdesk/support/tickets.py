@@ -4,17 +4,21 @@ A ticket arrives through :func:`receive` whatever its source (the API, inbound e
 webhook). It is matched against the open and recently resolved incidents; above
 ``CRISISDESK_MATCH_THRESHOLD`` it is linked to the best one, tagged ``incident-<number>`` and
 answered with the incident's approved acknowledgement macro; below it the best incident is kept
-as a suggestion for an agent. Nothing here commits; the caller owns the transaction.
+as a suggestion for an agent; a ticket about an incident already resolved is answered with its
+approved resolution macro and solved, or, without one, only suggested. Nothing here commits, the
+caller owns the transaction, except :func:`store`: the webhooks and the support mail answer only
+once their ticket is committed.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import ColumnElement, Select, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from crisisdesk.auth.models import Scope
@@ -24,20 +28,24 @@ from crisisdesk.customer.models import Account, AccountComponent, AccountContact
 from crisisdesk.incident import service as incidents
 from crisisdesk.incident.models import Incident
 from crisisdesk.kit import events
-from crisisdesk.kit.db import dialect_insert
+from crisisdesk.kit.db import Database, dialect_insert
 from crisisdesk.kit.errors import Conflict, InvalidInput, NotFound
-from crisisdesk.kit.time import as_utc, utcnow
+from crisisdesk.kit.time import utcnow
 from crisisdesk.support import macros, tasks
+from crisisdesk.support.checks import check_email, check_time
 from crisisdesk.support.models import (
     LinkedBy,
     Macro,
     MacroKind,
+    ReplyState,
     Ticket,
     TicketCounter,
     TicketReply,
     TicketSource,
     TicketStatus,
 )
+
+__all__ = ["check_email"]  # kept here for callers that validate a requester as receive does
 
 MAX_SUBJECT = 1000
 MAX_BODY = 50_000
@@ -81,17 +89,6 @@ def _clean(value: str | None, limit: int) -> str:
 
 def _optional(value: str | None, limit: int) -> str | None:
     return _clean(value, limit) or None
-
-
-def check_email(value: str | None, *, field: str = "requester_email") -> str | None:
-    """A requester's address, lower-cased; a value that is not an address names ``field``."""
-    text = (value or "").strip()
-    if not text:
-        return None
-    try:
-        return validate_email(text, check_deliverability=False).normalized.lower()
-    except EmailNotValidError as exc:
-        raise InvalidInput(f"{text[:100]!r} is not a valid email address: {exc}", field=field) from None
 
 
 def parse_status(value: str, *, field: str = "status") -> TicketStatus:
@@ -250,7 +247,7 @@ async def receive(
     if not subject and not body:
         raise InvalidInput("a ticket needs a subject or a body", field="body")
     email = check_email(requester_email)
-    moment = as_utc(created_at) if created_at is not None else now
+    moment = check_time(created_at, field="created_at") if created_at is not None else now
     if moment > now + CLOCK_SKEW:
         raise InvalidInput("created_at must not be in the future", field="created_at")
     account_id = await find_account(
@@ -299,12 +296,146 @@ async def receive(
     incident = await session.get(Incident, placement.incident_id)
     if incident is None:
         return ticket
-    if placement.link:
+    # A resolved incident's ticket gets the resolution, not "we are working on it"; without an
+    # approved resolution macro an agent decides what to tell the customer.
+    link = placement.link and (
+        incident.is_open or await macros.approved(session, incident.id, MacroKind.resolution) is not None
+    )
+    if link:
         await _attach(session, settings, None, ticket, incident, by=LinkedBy.auto)
     else:
         ticket.suggested_incident_id = incident.id
         events.record(session, incidents.incident_topic(incident.id))
     return ticket
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What storing one incoming ticket (or a customer's answer on one) did."""
+
+    ticket: Ticket
+    new: bool  # a new ticket; False: stored before under the same key, or an answer added to it
+    answer: bool = False  # the message was the customer's answer on this ticket
+
+
+async def store(
+    db: Database,
+    settings: Settings,
+    *,
+    source: TicketSource,
+    external_id: str,
+    helpdesk_id: str | None = None,
+    also: Callable[[AsyncSession], Awaitable[None]] | None = None,
+    **fields: Any,
+) -> Stored:
+    """:func:`receive` in a transaction of its own, committed before this returns; once per key.
+
+    A ticket already stored under (helpdesk, external id) is returned as it is; when a concurrent
+    delivery of the same ticket commits first, the unique key refuses this one and that ticket
+    is returned. ``also`` runs in the same transaction (a helpdesk's last delivery time).
+    """
+    key = _optional(external_id, MAX_EXTERNAL_ID)
+    try:
+        async with db.session() as session:
+            found = await find_existing(session, source=source, helpdesk_id=helpdesk_id, external_id=key)
+            if found is not None:
+                stored = Stored(found, new=False)
+            else:
+                ticket = await receive(
+                    session, settings, source=source, helpdesk_id=helpdesk_id, external_id=key, **fields
+                )
+                stored = Stored(ticket, new=True)
+            if also is not None:
+                await also(session)
+    except IntegrityError:
+        async with db.sessionmaker() as session:
+            found = await find_existing(session, source=source, helpdesk_id=helpdesk_id, external_id=key)
+        if found is None:
+            raise
+        return Stored(found, new=False)
+    return stored
+
+
+# ------------------------------------------------------------------------------ a customer's answer by email
+
+MAX_REFERENCES = 20
+# Replies of ours a Message-ID is looked for among: the sender's newest ones.
+RECENT_REPLIES = 200
+
+
+async def find_thread(session: AsyncSession, *, references: Sequence[str], sender: str | None) -> Ticket | None:
+    """The ticket an email answers, from its In-Reply-To and References (newest last).
+
+    A reference names a ticket by its thread id (in every answer we send), by the Message-ID of
+    the email that made it, or by the Message-ID of one of our email answers to it. Only the
+    requester, or someone of the same account, continues a ticket: anybody else's message
+    (a stranger quoting the thread) becomes a ticket of its own.
+    """
+    refs = [" ".join(r.split()) for r in references if r and r.strip()][-MAX_REFERENCES:]
+    if not refs or sender is None:
+        return None
+    by_ref: dict[str, str] = {}
+    named = {ref: tid for ref in refs if (tid := tasks.ticket_id_in(ref))}
+    if named:
+        found = set(await session.scalars(select(Ticket.id).where(Ticket.id.in_(list(named.values())))))
+        by_ref |= {ref: tid for ref, tid in named.items() if tid in found}
+    rows = await session.execute(
+        select(Ticket.external_id, Ticket.id).where(
+            Ticket.helpdesk_id.is_(None), Ticket.source == TicketSource.email, Ticket.external_id.in_(refs)
+        )
+    )
+    by_ref |= {str(external_id): ticket_id for external_id, ticket_id in rows}
+    ours = {ref.strip("<>").partition("@")[0]: ref for ref in refs if ref.strip("<>").startswith("msg_")}
+    if ours:
+        # Our Message-IDs are digests, so they are worked out for the sender's own recent answers.
+        sent = await session.execute(
+            select(TicketReply.id, TicketReply.ticket_id)
+            .join(Ticket, Ticket.id == TicketReply.ticket_id)
+            .where(Ticket.requester_email == sender, TicketReply.via == tasks.VIA_EMAIL)
+            .order_by(TicketReply.id.desc())
+            .limit(RECENT_REPLIES)
+        )
+        for reply_id, ticket_id in sent:
+            ref = ours.get(tasks.reply_message_id(reply_id, ticket_id))
+            if ref is not None:
+                by_ref.setdefault(ref, ticket_id)
+    for ref in reversed(refs):
+        ticket = await session.get(Ticket, by_ref[ref]) if ref in by_ref else None
+        if ticket is not None and await _continues(session, ticket, sender):
+            return ticket
+    return None
+
+
+async def _continues(session: AsyncSession, ticket: Ticket, sender: str) -> bool:
+    if ticket.requester_email == sender:
+        return True
+    return ticket.account_id is not None and await find_account(session, email=sender) == ticket.account_id
+
+
+async def add_answer(
+    session: AsyncSession, ticket: Ticket, *, message_id: str, sender: str, text: str, sent_at: datetime | None
+) -> bool:
+    """Add the customer's answer to the ticket's text; False when this message was added before.
+
+    A solved ticket is opened again: the customer's problem is not over. No acknowledgement is
+    sent again, and the incident link stays.
+    """
+    marker = f"Message-ID {_clean(message_id, MAX_EXTERNAL_ID)}"
+    if marker in ticket.body:
+        return False
+    now = utcnow()
+    at = sent_at or now
+    heading = f"\n\n--- Answer from {sender}, {at:%d %b %Y %H:%M} UTC, {marker} ---\n"
+    words = _clean(text, MAX_BODY // 2) or "(no text)"
+    ticket.body = ticket.body[: max(0, MAX_BODY - len(heading) - len(words))] + heading + words
+    ticket.updated_at = now
+    if ticket.status == TicketStatus.solved:
+        ticket.status, ticket.solved_at = TicketStatus.open, None
+    events.record(session, TICKETS_TOPIC)
+    if ticket.incident_id is not None:
+        events.record(session, incidents.incident_topic(ticket.incident_id))
+    await session.flush()
+    return True
 
 
 # ------------------------------------------------------------------------------ linking
@@ -347,8 +478,11 @@ async def _attach(
         ticket.tags = [*ticket.tags, tag]
     await session.flush()
     if ticket.status != TicketStatus.solved:
-        ticket.status = TicketStatus.pending
-        await acknowledge(session, settings, ticket, incident)
+        if incident.is_open:
+            ticket.status = TicketStatus.pending
+            await acknowledge(session, settings, ticket, incident)
+        else:
+            await _answer_resolved(session, settings, ticket, incident)
     linked = await count_linked(session, incident.id)
     if is_milestone(linked):
         how = f"linked by {actor.name}" if actor is not None else "matched and linked"
@@ -391,18 +525,39 @@ async def acknowledge(
     Without an approved acknowledge macro nothing is sent (the incident's panel says so).
     """
     macro = macro or await macros.approved(session, incident.id, MacroKind.acknowledge)
-    if macro is None:
-        return None
-    already = await session.scalar(
-        select(TicketReply.id).where(
-            TicketReply.ticket_id == ticket.id,
-            TicketReply.incident_id == incident.id,
-            TicketReply.kind == MacroKind.acknowledge,
-        )
-    )
-    if already is not None:
+    if macro is None or await _answered(session, ticket.id, incident.id, MacroKind.acknowledge):
         return None
     return await tasks.queue_reply(session, settings, ticket, incident, macro, solve=False, values=values)
+
+
+async def _answer_resolved(session: AsyncSession, settings: Settings, ticket: Ticket, incident: Incident) -> None:
+    """A ticket linked after its incident resolved: the approved resolution macro, and solved."""
+    macro = await macros.approved(session, incident.id, MacroKind.resolution)
+    if macro is None or await _answered(session, ticket.id, incident.id, MacroKind.resolution):
+        return
+    reply = await tasks.queue_reply(session, settings, ticket, incident, macro, solve=True)
+    if reply is None or reply.state != ReplyState.failed:
+        now = utcnow()
+        ticket.status, ticket.solved_at, ticket.updated_at = TicketStatus.solved, now, now
+
+
+def _counts() -> ColumnElement[bool]:
+    """A reply that reached the customer or still may: not one that failed before going out
+    (its macro could not be written, the ticket was unlinked first), which may be sent again."""
+    return or_(TicketReply.state != ReplyState.failed, TicketReply.sent_at.is_not(None))
+
+
+def _answered_tickets(incident_id: str, kind: MacroKind) -> Select[Any]:
+    return select(TicketReply.ticket_id).where(
+        TicketReply.incident_id == incident_id, TicketReply.kind == kind, _counts()
+    )
+
+
+async def _answered(session: AsyncSession, ticket_id: str, incident_id: str, kind: MacroKind) -> bool:
+    found = await session.scalar(
+        _answered_tickets(incident_id, kind).where(TicketReply.ticket_id == ticket_id).limit(1)
+    )
+    return found is not None
 
 
 async def get_ticket(session: AsyncSession, ticket_id: str) -> Ticket:
@@ -502,18 +657,56 @@ async def replies_of(session: AsyncSession, ticket_id: str) -> list[TicketReply]
 
 @dataclass(frozen=True)
 class BulkResult:
-    """What a bulk answer did: tickets answered (and, for the resolution, solved), and those skipped."""
+    """What a bulk answer did to the incident's linked tickets."""
 
-    answered: int
-    replies: int
-    skipped: int
+    answered: int  # a reply was queued (for the resolution: and the ticket solved)
+    replies: int  # replies queued (as answered; kept for the API's callers)
+    skipped: int  # already solved, or already answered
+    solved_without_reply: int = 0  # resolution: solved, but with neither a helpdesk nor an address to answer
+    failed: int = 0  # the macro could not be written for the ticket: a failed reply says why, and it is left unsolved
+
+
+async def _batches(session: AsyncSession, *conditions: ColumnElement[bool]) -> AsyncIterator[list[str]]:
+    """Ids of the tickets meeting ``conditions``, :data:`BATCH` at a time by number (keyset: a ticket
+    changed by the caller meanwhile is neither read twice nor skipped)."""
+    after = -1
+    while True:
+        rows = (
+            await session.execute(
+                select(Ticket.id, Ticket.number)
+                .where(*conditions, Ticket.number > after)
+                .order_by(Ticket.number)
+                .limit(BATCH)
+            )
+        ).all()
+        if not rows:
+            return
+        after = rows[-1].number
+        yield [row.id for row in rows]
+
+
+async def _load(session: AsyncSession, ids: Sequence[str]) -> list[Ticket]:
+    return list(
+        await session.scalars(
+            select(Ticket)
+            .where(Ticket.id.in_(list(ids)))
+            .order_by(Ticket.number)
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 async def resolve_all(session: AsyncSession, settings: Settings, actor: Actor, *, incident_id: str) -> BulkResult:
     """Send the approved resolution macro to every linked unsolved ticket and mark them solved.
 
-    Refused (409) without an approved resolution macro. Tickets already solved are skipped, so a
-    second click (or a concurrent one) answers nobody twice.
+    Refused (409) without an approved resolution macro. Tickets already solved, or already sent
+    the resolution (one reopened by the customer's answer), are skipped, so a second click (or a
+    concurrent one) answers nobody twice. A ticket the macro cannot be written for keeps its
+    status and gets a failed reply saying why; the others are answered all the same.
     """
     actor.require(Scope.write)
     incident = await macros.load_incident(session, incident_id)
@@ -524,27 +717,23 @@ async def resolve_all(session: AsyncSession, settings: Settings, actor: Actor, *
             "its tickets",
             field="macro",
         )
-    skipped = await session.scalar(
-        select(func.count()).where(Ticket.incident_id == incident.id, Ticket.status == TicketStatus.solved)
-    )
+    linked = await count_linked(session, incident.id)
     values = await macros.incident_values(session, incident)
-    answered = replies = 0
-    after = -1
-    while True:
-        ids = list(
-            await session.scalars(
-                select(Ticket.id)
-                .where(Ticket.incident_id == incident.id, Ticket.status != TicketStatus.solved, Ticket.number > after)
-                .order_by(Ticket.number)
-                .limit(BATCH)
-            )
-        )
-        if not ids:
-            break
+    answered = without_reply = failed = 0
+    unanswered = (
+        Ticket.incident_id == incident.id,
+        Ticket.status != TicketStatus.solved,
+        Ticket.id.not_in(_answered_tickets(incident.id, MacroKind.resolution)),
+    )
+    async for ids in _batches(session, *unanswered):
+        before = {
+            row.id: row.status
+            for row in await session.execute(select(Ticket.id, Ticket.status).where(Ticket.id.in_(ids)))
+        }
         now = utcnow()
         # The status is checked in the UPDATE itself: a concurrent resolve-all that solved a ticket
         # first leaves it out here (PostgreSQL re-checks the row once the other commits).
-        solved = set(
+        solved = list(
             await session.scalars(
                 update(Ticket)
                 .where(Ticket.id.in_(ids), Ticket.status != TicketStatus.solved)
@@ -553,43 +742,51 @@ async def resolve_all(session: AsyncSession, settings: Settings, actor: Actor, *
                 .execution_options(synchronize_session=False)
             )
         )
-        batch = list(
-            await session.scalars(
-                select(Ticket)
-                .where(Ticket.id.in_(ids))
-                .order_by(Ticket.number)
-                .execution_options(populate_existing=True)
-            )
-        )
-        for ticket in batch:
-            after = max(after, ticket.number)
-            if ticket.id not in solved:
-                continue
-            answered += 1
-            if (
-                await tasks.queue_reply(session, settings, ticket, incident, macro, solve=True, values=values)
-                is not None
-            ):
-                replies += 1
+        for ticket in await _load(session, solved):
+            reply = await tasks.queue_reply(session, settings, ticket, incident, macro, solve=True, values=values)
+            if reply is None:
+                without_reply += 1
+            elif reply.state == ReplyState.failed:
+                failed += 1
+                ticket.status, ticket.solved_at = before[ticket.id], None
+            else:
+                answered += 1
         await session.flush()
-    if answered:
+    if answered or without_reply or failed:
+        parts = [
+            f"{actor.name} answered {_plural(answered, 'linked ticket')} with the resolution macro and marked "
+            "them solved"
+        ]
+        if without_reply:
+            parts.append(
+                f"{_plural(without_reply, 'ticket')} with no helpdesk or address marked solved without a reply"
+            )
+        if failed:
+            parts.append(f"the macro could not be written for {_plural(failed, 'ticket')}, left unsolved")
         await incidents.timeline(
             session,
             incident,
             actor,
             "tickets_resolved",
-            f"{actor.name} answered {answered:,} linked ticket{'s' if answered != 1 else ''} with the resolution "
-            "macro and marked them solved",
+            "; ".join(parts),
             answered=answered,
-            replies=replies,
+            replies=answered,
+            solved_without_reply=without_reply,
+            failed=failed,
         )
     events.record(session, incidents.incident_topic(incident.id), TICKETS_TOPIC)
-    return BulkResult(answered=answered, replies=replies, skipped=int(skipped or 0))
+    return BulkResult(
+        answered=answered,
+        replies=answered,
+        skipped=max(0, linked - answered - without_reply - failed),
+        solved_without_reply=without_reply,
+        failed=failed,
+    )
 
 
 async def acknowledge_all(session: AsyncSession, settings: Settings, actor: Actor, *, incident_id: str) -> BulkResult:
     """Send the approved acknowledgement to linked open tickets that have not had it (they were linked
-    before the macro was approved)."""
+    before the macro was approved, or its words could not be written for them before)."""
     actor.require(Scope.write)
     incident = await macros.load_incident(session, incident_id)
     macro = await macros.approved(session, incident.id, MacroKind.acknowledge)
@@ -597,31 +794,18 @@ async def acknowledge_all(session: AsyncSession, settings: Settings, actor: Acto
         raise Conflict(
             "this incident has no approved acknowledge macro: write one and have it approved first", field="macro"
         )
+    linked = await count_linked(session, incident.id)
     values = await macros.incident_values(session, incident)
-    answered = replies = skipped = 0
-    after = -1
-    while True:
-        batch = list(
-            await session.scalars(
-                select(Ticket)
-                .where(Ticket.incident_id == incident.id, Ticket.number > after)
-                .order_by(Ticket.number)
-                .limit(BATCH)
-            )
-        )
-        if not batch:
-            break
-        for ticket in batch:
-            after = ticket.number
-            if ticket.status == TicketStatus.solved:
-                skipped += 1
-                continue
+    answered = failed = 0
+    async for ids in _batches(session, Ticket.incident_id == incident.id, Ticket.status != TicketStatus.solved):
+        for ticket in await _load(session, ids):
             reply = await acknowledge(session, settings, ticket, incident, macro=macro, values=values)
             if reply is None:
-                skipped += 1
+                continue  # answered before, or no way to reach the requester
+            if reply.state == ReplyState.failed:
+                failed += 1
                 continue
             answered += 1
-            replies += 1
             ticket.status = TicketStatus.pending
         await session.flush()
     if answered:
@@ -630,22 +814,21 @@ async def acknowledge_all(session: AsyncSession, settings: Settings, actor: Acto
             incident,
             actor,
             "tickets_acknowledged",
-            f"{actor.name} sent the acknowledgement to {answered:,} linked ticket{'s' if answered != 1 else ''}",
+            f"{actor.name} sent the acknowledgement to {_plural(answered, 'linked ticket')}",
             answered=answered,
         )
     events.record(session, incidents.incident_topic(incident.id), TICKETS_TOPIC)
-    return BulkResult(answered=answered, replies=replies, skipped=skipped)
+    return BulkResult(answered=answered, replies=answered, skipped=max(0, linked - answered - failed), failed=failed)
 
 
 async def unacknowledged_count(session: AsyncSession, incident_id: str) -> int:
-    """Linked unsolved tickets that have had no acknowledgement for this incident."""
-    acked = select(TicketReply.ticket_id).where(
-        TicketReply.incident_id == incident_id, TicketReply.kind == MacroKind.acknowledge
-    )
+    """Linked unsolved tickets that have had no acknowledgement for this incident (or only a failed one)."""
     return int(
         await session.scalar(
             select(func.count()).where(
-                Ticket.incident_id == incident_id, Ticket.status != TicketStatus.solved, Ticket.id.not_in(acked)
+                Ticket.incident_id == incident_id,
+                Ticket.status != TicketStatus.solved,
+                Ticket.id.not_in(_answered_tickets(incident_id, MacroKind.acknowledge)),
             )
         )
         or 0

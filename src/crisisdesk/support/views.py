@@ -101,7 +101,8 @@ async def link_choices(session: AsyncSession, window_hours: float) -> list[Incid
 
 def _page(value: str) -> int:
     raw = value.strip() or "1"
-    if not raw.isdigit() or len(raw) > 6 or not 1 <= int(raw) <= MAX_PAGE:
+    # isdigit() alone takes "²" and other Unicode digits that int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not 1 <= int(raw) <= MAX_PAGE:
         raise InvalidInput(f"page must be a whole number from 1 to {MAX_PAGE}", field="page")
     return int(raw)
 
