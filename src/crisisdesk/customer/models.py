@@ -23,11 +23,14 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     event,
     inspect,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm.attributes import set_committed_value
 
 from crisisdesk.kit.db import Base
 from crisisdesk.kit.ids import new_id
@@ -270,44 +273,74 @@ def _was(state: Any, key: str) -> Any:
     return history.deleted[0] if history.deleted else getattr(state.obj(), key)
 
 
-def _copy(link: AccountComponent, account: Account) -> None:
-    link.tier = account.tier
-    link.arr_cents = account.arr_cents or 0
-    link.region_codes = region_codes(account.regions)
+def _copies(account: Account) -> dict[str, Any]:
+    return {
+        "tier": account.tier,
+        "arr_cents": account.arr_cents or 0,
+        "region_codes": region_codes(account.regions),
+    }
+
+
+def _rewrite_links(session: Session, rows: list[dict[str, Any]]) -> None:
+    """One UPDATE per account for the links already stored (a statement per link costs twice the import)."""
+    table = AccountComponent.metadata.tables[AccountComponent.__tablename__]
+    statement = (
+        update(table)
+        .where(table.c.account_id == bindparam("owner"))
+        .values(tier=bindparam("tier"), arr_cents=bindparam("arr_cents"), region_codes=bindparam("region_codes"))
+    )
+    session.connection().execute(statement, rows)
+
+
+def _move_total(session: Session, delta: int) -> None:
+    """Add to the total ARR: an upsert, so concurrent writers queue on the row's lock and add in turn."""
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    statement = insert(AccountTotal).values(id=TOTAL_ID, arr_cents=delta)
+    statement = statement.on_conflict_do_update(
+        index_elements=[AccountTotal.id], set_={"arr_cents": AccountTotal.arr_cents + statement.excluded.arr_cents}
+    )
+    session.connection().execute(statement)
 
 
 @event.listens_for(Session, "before_flush")
 def _keep_copies(session: Session, _context: Any, _instances: Any) -> None:
     """Copy each written account's tier, ARR and regions onto its links, and move the total."""
     delta = 0
+    stored: list[dict[str, Any]] = []
     copied: set[int] = set()
     for obj in (*session.new, *session.dirty):
         if not isinstance(obj, Account):
             continue
         state = inspect(obj)
-        if state.pending:
-            delta += obj.arr_cents or 0
-        elif any(state.attrs[k].history.has_changes() for k in ("tier", "arr_cents", "regions", "components")):
-            delta += (obj.arr_cents or 0) - (_was(state, "arr_cents") or 0)
-        else:
+        changed = state.pending or any(state.attrs[k].history.has_changes() for k in ("tier", "arr_cents", "regions"))
+        if not changed and not state.attrs["components"].history.has_changes():
             continue
-        for link in obj.components or ():
-            _copy(link, obj)
+        values = _copies(obj)
+        if state.pending:
+            delta += values["arr_cents"]
+        elif changed:
+            delta += values["arr_cents"] - (_was(state, "arr_cents") or 0)
+            stored.append({"owner": obj.id, **values})
+        for link in obj.components if "components" in state.dict else ():
             copied.add(id(link))
+            if inspect(link).pending:
+                for key, value in values.items():
+                    setattr(link, key, value)
+            elif changed:  # the UPDATE below writes it; the object only learns the values
+                for key, value in values.items():
+                    set_committed_value(link, key, value)
     for obj in session.new:
         # A link added on its own, not through its account's list.
         if isinstance(obj, AccountComponent) and id(obj) not in copied and obj.account_id is not None:
             account = session.get(Account, obj.account_id)
             if account is not None:
-                _copy(obj, account)
+                for key, value in _copies(account).items():
+                    setattr(obj, key, value)
     for obj in session.deleted:
         if isinstance(obj, Account):
             delta -= _was(inspect(obj), "arr_cents") or 0
+    # The total first, before the flush writes any account row: every writer locks it first.
     if delta:
-        # Taken before the flush writes any account row: every writer locks the total first.
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        statement = insert(AccountTotal).values(id=TOTAL_ID, arr_cents=delta)
-        statement = statement.on_conflict_do_update(
-            index_elements=[AccountTotal.id], set_={"arr_cents": AccountTotal.arr_cents + statement.excluded.arr_cents}
-        )
-        session.connection().execute(statement)
+        _move_total(session, delta)
+    if stored:
+        _rewrite_links(session, stored)
