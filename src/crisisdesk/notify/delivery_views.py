@@ -23,7 +23,7 @@ def page_number(value: str | None, *, default: int | None = None) -> int:
     text = (value or "").strip()
     if not text and default is not None:
         return default
-    if not text.isdigit() or len(text) > 9 or not 1 <= int(text) <= MAX_OFFSET // PAGE_SIZE:
+    if not text.isdecimal() or len(text) > 9 or not 1 <= int(text) <= MAX_OFFSET // PAGE_SIZE:
         raise InvalidInput(f"page must be a whole number from 1 to {MAX_OFFSET // PAGE_SIZE}", field="page")
     return int(text)
 

@@ -493,4 +493,4 @@ def _change_id(subject: str) -> int | None:
     if kind != "component":
         return None
     head = rest.split(":", 1)[0]
-    return int(head) if head.isdigit() else None
+    return int(head) if head.isdecimal() else None

@@ -367,7 +367,7 @@ async def confirm_sms(session: AsyncSession, token: str, code: str) -> Subscribe
     subscriber = await get_by_token(session, token)
     stored, _, tries_text = (subscriber.confirm_code or "").partition(":")
     tries = int(tries_text or 0)
-    typed = "".join(ch for ch in code if ch.isdigit())
+    typed = "".join(ch for ch in code if ch.isdecimal())
     if not stored or tries >= CODE_TRIES:
         subscriber.confirm_code = None
         raise InvalidInput("this code has expired; sign up again to get a new one", field="code")

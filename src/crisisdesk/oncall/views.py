@@ -111,7 +111,7 @@ def _indices(values: dict[str, Any], prefix: str) -> list[int]:
     found: set[int] = set()
     for key in values:
         parts = key.split(".")
-        if len(parts) == 3 and parts[0] == prefix and parts[1].isdigit() and int(parts[1]) < MAX_FIELDSETS:
+        if len(parts) == 3 and parts[0] == prefix and parts[1].isdecimal() and int(parts[1]) < MAX_FIELDSETS:
             found.add(int(parts[1]))
     return sorted(found)
 
@@ -270,7 +270,7 @@ async def _save_schedule(request: Request, actor: Actor, session: AsyncSession, 
     if values.get("add_layer"):
         layers.append(LayerForm(time_zone=time_zone))
         return await _schedule_form(request, actor, session, schedule, layers=layers, values=values)
-    if (remove := text(values, "remove_layer")).isdigit():
+    if (remove := text(values, "remove_layer")).isdecimal():
         del layers[int(remove) : int(remove) + 1]
         return await _schedule_form(request, actor, session, schedule, layers=layers, values=values)
     if values.get("more_turns"):
@@ -445,7 +445,7 @@ def _levels(forms: Sequence[LevelForm]) -> list[dict[str, Any]]:
 def _level_field(failure: Failure) -> Failure:
     # "levels.0.targets.2.id" is shown by the level's user and schedule choices.
     parts = (failure.field or "").split(".")
-    if len(parts) >= 2 and parts[0] == "levels" and parts[1].isdigit():
+    if len(parts) >= 2 and parts[0] == "levels" and parts[1].isdecimal():
         if len(parts) == 2 or parts[2] == "targets":
             failure.field = f"levels.{parts[1]}.targets"
     return failure
@@ -532,7 +532,7 @@ async def set_severity_paging(request: Request, actor: ConsoleAdmin, session: Tx
         failure = _failure(exc, "paging", values)
         # "entries.3.role" is shown by the choice that made line 3.
         parts = (failure.field or "").split(".")
-        if len(parts) >= 2 and parts[0] == "entries" and parts[1].isdigit() and int(parts[1]) < len(keys):
+        if len(parts) >= 2 and parts[0] == "entries" and parts[1].isdecimal() and int(parts[1]) < len(keys):
             failure.field = keys[int(parts[1])]
         return await _policies_page(request, actor, session, failure=failure)
     return see_other("/console/oncall/policies#paging")
@@ -558,7 +558,7 @@ async def _save_policy(request: Request, actor: Actor, session: AsyncSession, po
     if values.get("add_level"):
         levels.append(LevelForm())
         return await _policy_form(request, actor, session, policy, levels=levels, values=values)
-    if (remove := text(values, "remove_level")).isdigit():
+    if (remove := text(values, "remove_level")).isdecimal():
         del levels[int(remove) : int(remove) + 1]
         return await _policy_form(request, actor, session, policy, levels=levels, values=values)
     try:

@@ -260,7 +260,7 @@ def _get(data: object, path: tuple[str, ...]) -> object:
     for step in path:
         if isinstance(data, dict):
             data = data.get(step)
-        elif isinstance(data, list) and step.isdigit() and int(step) < len(data):
+        elif isinstance(data, list) and step.isdecimal() and int(step) < len(data):
             data = data[int(step)]
         else:
             return None

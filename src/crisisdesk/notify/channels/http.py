@@ -46,7 +46,7 @@ class HttpAnswer:
         if not value:
             return None
         value = value.strip()
-        if value.isdigit():
+        if value.isdecimal():
             return float(value)
         try:
             when = email.utils.parsedate_to_datetime(value)

@@ -98,7 +98,7 @@ class XChannel(HttpChannel):
         result = classify(answer, unreachable=frozenset())
         if answer.status == 429 and result.retry_after is None:
             reset = answer.headers.get("x-rate-limit-reset", "")
-            if reset.isdigit():
+            if reset.isdecimal():
                 wait = max(0.0, int(reset) - time.time())
                 return SendResult.retry(result.code, result.summary, retry_after=wait)
         return result
