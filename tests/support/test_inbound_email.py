@@ -375,3 +375,15 @@ async def test_refusals_are_counted_by_their_smtp_code(
         await send(smtp, message(message_id="<other@x>"))
     assert failed.value.code == 554
     assert (count("250"), count("554")) == (accepted + 1, refused + 1)
+
+
+def test_an_answer_keeps_its_own_words_without_the_quoted_thread() -> None:
+    wrapped = (
+        "No, still broken.\n\nOn Fri, 20 Nov 2026 at 09:55, Acme Cloud Status <\nstatus@example.com> wrote:\n> x\n>\n"
+    )
+    assert inbound.answer_text(wrapped) == "No, still broken."
+    assert inbound.answer_text("Thanks!\n\n> Fixed: SSO.\n> Regards") == "Thanks!"
+    # All quote and no words of its own: kept as it is rather than lost.
+    assert inbound.answer_text("> Fixed: SSO.") == "> Fixed: SSO."
+    # A ">" inside the answer's own words stays.
+    assert inbound.answer_text("a > b is true\nsee below\n> quoted") == "a > b is true\nsee below"

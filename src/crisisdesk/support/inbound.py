@@ -122,8 +122,11 @@ def answer_text(body: str) -> str:
     lines = body.splitlines()
     while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith(">")):
         lines.pop()
-    if lines and _ATTRIBUTION.match(lines[-1].strip()):
-        lines.pop()
+    # Mail clients wrap a long attribution line: it may take the last two lines.
+    for size in (1, 2):
+        if len(lines) >= size and _ATTRIBUTION.match(" ".join(line.strip() for line in lines[-size:])):
+            del lines[-size:]
+            break
     return "\n".join(lines).strip() or body.strip()
 
 

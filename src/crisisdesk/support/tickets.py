@@ -45,8 +45,6 @@ from crisisdesk.support.models import (
     TicketStatus,
 )
 
-__all__ = ["check_email"]  # kept here for callers that validate a requester as receive does
-
 MAX_SUBJECT = 1000
 MAX_BODY = 50_000
 MAX_EXTERNAL_ID = 200
