@@ -189,3 +189,18 @@ async def test_csv_lists_every_affected_account(db: Database) -> None:
     umbrella = next(r for r in rows if r["external_id"] == "umbrella")
     assert umbrella["components"] == "Storage EU;API" and umbrella["regions"] == "eu-west;us-east"
     assert next(r for r in rows if r["external_id"] == "hooli")["arr"] == "1000.00"
+
+
+async def test_csv_defuses_cells_a_spreadsheet_would_run(db: Database) -> None:
+    world = await make_world(db)
+    incident_id = await _declare(db, world, {"Identity": "major_outage", "Storage EU": "partial_outage"})
+    async with db.session() as s:
+        globex = await accounts.get(s, world.accounts["globex"])
+        data = accounts.data_of(globex)
+        data.name = '=HYPERLINK("http://evil.example","Globex")'
+        await accounts.replace(s, globex, data)
+    async with db.sessionmaker() as s:
+        text = await impact.export_csv(s, incident_id)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    # Opened in a spreadsheet, a cell starting with "=" would run; behind an apostrophe it is text.
+    assert rows[0]["external_id"] == "globex" and rows[0]["name"] == '\'=HYPERLINK("http://evil.example","Globex")'

@@ -17,7 +17,6 @@ run everywhere). Maintenance windows are assessed the same way as incidents.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from crisisdesk.catalog.models import SEVERITY_ORDER, Component, ComponentDepend
 from crisisdesk.customer import rules
 from crisisdesk.customer.models import TOTAL_ID, Account, AccountComponent, AccountTotal, ImpactRule
 from crisisdesk.incident.models import Incident, IncidentComponent, Kind
+from crisisdesk.kit import csvcells
 from crisisdesk.kit.errors import NotFound
 from crisisdesk.kit.time import iso
 
@@ -513,7 +513,7 @@ async def export_csv(session: AsyncSession, incident_id: str, *, batch: int = 10
     incident = await _incident(session, incident_id)
     components = await _components_of(session, incident_id)
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = csvcells.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     if not components:
         return out.getvalue()
