@@ -9,11 +9,12 @@ and 10,000,000 account-component links (100,000 and 1,000,000 with ``--quick``) 
 in SQL (``INSERT … SELECT`` over a generated series; the link index is built after the load, as
 a restore would), each account using 10 distinct components, so one component is used by about
 a fifth of the accounts. Tiers, ARR and regions come from a hash of the row number, so both
-databases hold the same data.
+databases hold the same data; each link gets its account's copies (tier, ARR, region codes) and
+``account_total`` the sum of every ARR, as the account service would have kept them.
 
 Two incidents are declared through the incident service: a major outage of one global
 component, and a partial outage of one regional component (whose accounts are filtered by
-their regions JSON). ``customer.impact.summarize()`` is timed on each, warm: after two untimed
+their regions). ``customer.impact.summarize()`` is timed on each, warm: after two untimed
 runs, the median and p95 of ``--runs`` runs. The first page of ``affected_accounts()`` (50
 accounts, with their components) is timed as well.
 
