@@ -50,8 +50,10 @@ class Component(Base):
     showcase: Mapped[bool] = mapped_column(default=True)
     only_show_if_degraded: Mapped[bool] = mapped_column(default=False)
     is_group: Mapped[bool] = mapped_column(default=False)
-    group_id: Mapped[str | None] = mapped_column(ForeignKey("component.id", ondelete="SET NULL"), index=True)
-    region_id: Mapped[str | None] = mapped_column(ForeignKey("region.id", ondelete="SET NULL"))
+    group_id: Mapped[str | None] = mapped_column(
+        String(24), ForeignKey("component.id", ondelete="SET NULL"), index=True
+    )
+    region_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("region.id", ondelete="SET NULL"))
     start_date: Mapped[date | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -64,7 +66,7 @@ class ComponentStatusChange(Base):
     __table_args__ = (Index("ix_component_status_change_component_at", "component_id", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    component_id: Mapped[str] = mapped_column(ForeignKey("component.id", ondelete="CASCADE"))
+    component_id: Mapped[str] = mapped_column(String(24), ForeignKey("component.id", ondelete="CASCADE"))
     old_status: Mapped[ComponentStatus | None] = mapped_column(String(30))
     new_status: Mapped[ComponentStatus] = mapped_column(String(30))
     at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -79,6 +81,10 @@ class ComponentDependency(Base):
     __tablename__ = "component_dependency"
     __table_args__ = (Index("ix_component_dependency_depends_on", "depends_on_id", "component_id"),)
 
-    component_id: Mapped[str] = mapped_column(ForeignKey("component.id", ondelete="CASCADE"), primary_key=True)
-    depends_on_id: Mapped[str] = mapped_column(ForeignKey("component.id", ondelete="CASCADE"), primary_key=True)
+    component_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("component.id", ondelete="CASCADE"), primary_key=True
+    )
+    depends_on_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("component.id", ondelete="CASCADE"), primary_key=True
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -81,8 +81,10 @@ class AccountComponent(Base):
         Index("ix_account_component_impact", "component_id", "tier", "arr_cents", "account_id", "region_codes"),
     )
 
-    account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), primary_key=True)
-    component_id: Mapped[str] = mapped_column(ForeignKey("component.id", ondelete="CASCADE"), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(24), ForeignKey("account.id", ondelete="CASCADE"), primary_key=True)
+    component_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("component.id", ondelete="CASCADE"), primary_key=True
+    )
     tier: Mapped[str | None] = mapped_column(String(100))
     arr_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     # The account's region codes as "|eu-west|us-east|", "" when it lists none; None when they
@@ -104,7 +106,7 @@ class AccountContact(Base):
     __table_args__ = (UniqueConstraint("account_id", "email"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(String(24), ForeignKey("account.id", ondelete="CASCADE"), index=True)
     position: Mapped[int] = mapped_column(default=0)
     name: Mapped[str] = mapped_column(String(300))
     email: Mapped[str] = mapped_column(String(320), index=True)  # a ticket or a sign-in finds its account
@@ -115,7 +117,7 @@ class SlaContract(Base):
     __tablename__ = "sla_contract"
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), unique=True)
+    account_id: Mapped[str] = mapped_column(String(24), ForeignKey("account.id", ondelete="CASCADE"), unique=True)
     uptime_target: Mapped[float] = mapped_column(Numeric(7, 4, asdecimal=False))
     downtime_rule: Mapped[str | None] = mapped_column(Text)
     # [{"below": 99.9, "credit_percent": 10}, ...], highest threshold first.
@@ -130,7 +132,7 @@ class AccountDomain(Base):
     __tablename__ = "account_domain"
 
     domain: Mapped[str] = mapped_column(String(253), primary_key=True)  # lower-case, no "@"
-    account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(String(24), ForeignKey("account.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -140,7 +142,7 @@ class PortalLogin(Base):
     __tablename__ = "portal_login"
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(String(24), ForeignKey("account.id", ondelete="CASCADE"), index=True)
     email: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
@@ -153,7 +155,7 @@ class PortalSession(Base):
     __tablename__ = "portal_session"
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(String(24), ForeignKey("account.id", ondelete="CASCADE"), index=True)
     email: Mapped[str] = mapped_column(String(320))
     via: Mapped[str] = mapped_column(String(10))  # "link" or "sso"
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -167,11 +169,13 @@ class AccountNote(Base):
     __table_args__ = (Index("ix_account_note_account_at", "account_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"))
-    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(String(24), ForeignKey("account.id", ondelete="CASCADE"))
+    incident_id: Mapped[str | None] = mapped_column(
+        String(24), ForeignKey("incident.id", ondelete="CASCADE"), index=True
+    )
     body: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str] = mapped_column(Text)
-    author_id: Mapped[str | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    author_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("user_account.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -203,9 +207,9 @@ class Outreach(Base):
     __tablename__ = "outreach"
 
     id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
-    incident_id: Mapped[str] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"), index=True)
-    template_id: Mapped[str | None] = mapped_column(ForeignKey("message_template.id", ondelete="SET NULL"))
-    actor_id: Mapped[str | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    incident_id: Mapped[str] = mapped_column(String(24), ForeignKey("incident.id", ondelete="CASCADE"), index=True)
+    template_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("message_template.id", ondelete="SET NULL"))
+    actor_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("user_account.id", ondelete="SET NULL"))
     subject: Mapped[str] = mapped_column(Text, default="")
     account_count: Mapped[int] = mapped_column(default=0)
     delivery_count: Mapped[int] = mapped_column(default=0)
@@ -219,8 +223,10 @@ class OutreachAccount(Base):
     __tablename__ = "outreach_account"
     __table_args__ = (Index("ix_outreach_account_account", "account_id", "outreach_id"),)
 
-    outreach_id: Mapped[str] = mapped_column(ForeignKey("outreach.id", ondelete="CASCADE"), primary_key=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), primary_key=True)
+    outreach_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("outreach.id", ondelete="CASCADE"), primary_key=True
+    )
+    account_id: Mapped[str] = mapped_column(String(24), ForeignKey("account.id", ondelete="CASCADE"), primary_key=True)
     impact: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     contacts: Mapped[list[str]] = mapped_column(JSON, default=list)  # the addresses written to
     delivery_count: Mapped[int] = mapped_column(default=0)
@@ -239,8 +245,10 @@ class CsmTask(Base):
     __table_args__ = (Index("ix_csm_task_assignee_status", "assignee", "status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
-    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(String(24), ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    incident_id: Mapped[str | None] = mapped_column(
+        String(24), ForeignKey("incident.id", ondelete="CASCADE"), index=True
+    )
     assignee: Mapped[str | None] = mapped_column(String(320))  # the account's csm_owner
     title: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text, default="")

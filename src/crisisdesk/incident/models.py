@@ -116,7 +116,7 @@ class Incident(Base):
     scheduled_until: Mapped[datetime | None]
     auto_transition: Mapped[bool] = mapped_column(default=True)
     cancelled_at: Mapped[datetime | None]
-    created_by_id: Mapped[str | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    created_by_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("user_account.id", ondelete="SET NULL"))
 
     updates: Mapped[list[IncidentUpdate]] = relationship(
         back_populates="incident", lazy="raise", order_by="IncidentUpdate.created_at.desc()"
@@ -134,8 +134,12 @@ class IncidentComponent(Base):
 
     __tablename__ = "incident_component"
 
-    incident_id: Mapped[str] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"), primary_key=True)
-    component_id: Mapped[str] = mapped_column(ForeignKey("component.id", ondelete="CASCADE"), primary_key=True)
+    incident_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("incident.id", ondelete="CASCADE"), primary_key=True
+    )
+    component_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("component.id", ondelete="CASCADE"), primary_key=True
+    )
     status: Mapped[ComponentStatus] = mapped_column(String(30))
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -145,7 +149,7 @@ class IncidentUpdate(Base):
     __table_args__ = (Index("ix_incident_update_incident_created", "incident_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
-    incident_id: Mapped[str] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    incident_id: Mapped[str] = mapped_column(String(24), ForeignKey("incident.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(String(20))
     body: Mapped[str] = mapped_column(Text)
     body_html: Mapped[str] = mapped_column(Text)
@@ -155,10 +159,10 @@ class IncidentUpdate(Base):
     display_at: Mapped[datetime] = mapped_column(default=utcnow)
     deliver_notifications: Mapped[bool] = mapped_column(default=True)
     next_update_at: Mapped[datetime | None]
-    author_id: Mapped[str | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    author_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("user_account.id", ondelete="SET NULL"))
     # Set when the update was written from a pre-approved template (comms owns the template).
     template_id: Mapped[str | None] = mapped_column(String(24))
-    approved_by_id: Mapped[str | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    approved_by_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("user_account.id", ondelete="SET NULL"))
 
     incident: Mapped[Incident] = relationship(back_populates="updates", lazy="raise")
     affected: Mapped[list[UpdateComponentChange]] = relationship(lazy="raise")
@@ -168,8 +172,8 @@ class UpdateComponentChange(Base):
     __tablename__ = "update_component_change"
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    update_id: Mapped[str] = mapped_column(ForeignKey("incident_update.id", ondelete="CASCADE"), index=True)
-    component_id: Mapped[str] = mapped_column(ForeignKey("component.id", ondelete="CASCADE"))
+    update_id: Mapped[str] = mapped_column(String(24), ForeignKey("incident_update.id", ondelete="CASCADE"), index=True)
+    component_id: Mapped[str] = mapped_column(String(24), ForeignKey("component.id", ondelete="CASCADE"))
     old_status: Mapped[ComponentStatus] = mapped_column(String(30))
     new_status: Mapped[ComponentStatus] = mapped_column(String(30))
 
@@ -181,10 +185,10 @@ class RoleAssignment(Base):
     __table_args__ = (Index("ix_role_assignment_incident_role", "incident_id", "role"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    incident_id: Mapped[str] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    incident_id: Mapped[str] = mapped_column(String(24), ForeignKey("incident.id", ondelete="CASCADE"))
     role: Mapped[IncidentRole] = mapped_column(String(40))
-    user_id: Mapped[str] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
-    assigned_by_id: Mapped[str | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    user_id: Mapped[str] = mapped_column(String(24), ForeignKey("user_account.id", ondelete="CASCADE"))
+    assigned_by_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("user_account.id", ondelete="SET NULL"))
     assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
     ended_at: Mapped[datetime | None]
 
@@ -196,10 +200,10 @@ class TimelineEvent(Base):
     __table_args__ = (Index("ix_timeline_event_incident_at", "incident_id", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    incident_id: Mapped[str] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    incident_id: Mapped[str] = mapped_column(String(24), ForeignKey("incident.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(default=utcnow)
     kind: Mapped[str] = mapped_column(String(40))
-    actor_id: Mapped[str | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    actor_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("user_account.id", ondelete="SET NULL"))
     summary: Mapped[str] = mapped_column(Text)
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
@@ -215,11 +219,13 @@ class UpdatePromise(Base):
     __table_args__ = (Index("ix_update_promise_incident_kept", "incident_id", "kept_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    incident_id: Mapped[str] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
-    update_id: Mapped[str] = mapped_column(ForeignKey("incident_update.id", ondelete="CASCADE"))
+    incident_id: Mapped[str] = mapped_column(String(24), ForeignKey("incident.id", ondelete="CASCADE"))
+    update_id: Mapped[str] = mapped_column(String(24), ForeignKey("incident_update.id", ondelete="CASCADE"))
     due_at: Mapped[datetime]
     kept_at: Mapped[datetime | None]
-    kept_by_update_id: Mapped[str | None] = mapped_column(ForeignKey("incident_update.id", ondelete="SET NULL"))
+    kept_by_update_id: Mapped[str | None] = mapped_column(
+        String(24), ForeignKey("incident_update.id", ondelete="SET NULL")
+    )
     overdue_seconds: Mapped[int | None]
     reminded_at: Mapped[datetime | None]
     alarmed_at: Mapped[datetime | None]
@@ -247,11 +253,11 @@ class Workaround(Base):
     __table_args__ = (Index("ix_incident_workaround_incident_at", "incident_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    incident_id: Mapped[str] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    incident_id: Mapped[str] = mapped_column(String(24), ForeignKey("incident.id", ondelete="CASCADE"))
     body: Mapped[str] = mapped_column(Text, default="")
     body_html: Mapped[str] = mapped_column(Text, default="")
     published: Mapped[bool] = mapped_column(default=False)
-    author_id: Mapped[str | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    author_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("user_account.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -265,9 +271,9 @@ class EtaEstimate(Base):
     __table_args__ = (Index("ix_incident_eta_incident_at", "incident_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    incident_id: Mapped[str] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    incident_id: Mapped[str] = mapped_column(String(24), ForeignKey("incident.id", ondelete="CASCADE"))
     eta_at: Mapped[datetime | None]
     note: Mapped[str] = mapped_column(Text, default="")
     published: Mapped[bool] = mapped_column(default=False)
-    author_id: Mapped[str | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    author_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("user_account.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -62,9 +62,9 @@ class Subscriber(Base):
     address: Mapped[str] = mapped_column(String(2048))
     state: Mapped[SubscriberState] = mapped_column(String(20), default=SubscriberState.pending)
     scope: Mapped[SubscriptionScope] = mapped_column(String(20), default=SubscriptionScope.all)
-    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    incident_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("incident.id", ondelete="CASCADE"))
     # Set for a subscription made on an account's private page; that page lists only these.
-    account_id: Mapped[str | None] = mapped_column(ForeignKey("account.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("account.id", ondelete="CASCADE"), index=True)
     # Standard Webhooks signing secret ("whsec_…") for webhook subscribers.
     secret: Mapped[str | None] = mapped_column(String(100))
     # The tokenised manage / unsubscribe link; also the double opt-in link for email.
@@ -85,7 +85,9 @@ class Subscriber(Base):
 class SubscriberComponent(Base):
     __tablename__ = "subscriber_component"
 
-    subscriber_id: Mapped[str] = mapped_column(ForeignKey("subscriber.id", ondelete="CASCADE"), primary_key=True)
+    subscriber_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("subscriber.id", ondelete="CASCADE"), primary_key=True
+    )
     component_id: Mapped[str] = mapped_column(
         ForeignKey("component.id", ondelete="CASCADE"), primary_key=True, index=True
     )
@@ -128,12 +130,16 @@ class Delivery(Base):
     # "reminder:<incident>:<due>". With channel and recipient it is the delivery's identity.
     subject: Mapped[str] = mapped_column(String(120))
     purpose: Mapped[Purpose] = mapped_column(String(20))
-    update_id: Mapped[str | None] = mapped_column(ForeignKey("incident_update.id", ondelete="CASCADE"))
-    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"), index=True)
+    update_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("incident_update.id", ondelete="CASCADE"))
+    incident_id: Mapped[str | None] = mapped_column(
+        String(24), ForeignKey("incident.id", ondelete="CASCADE"), index=True
+    )
     channel: Mapped[Channel] = mapped_column(String(20))
     # A subscriber id, a user id (reminders), or the channel's own account ("account").
     recipient: Mapped[str] = mapped_column(String(40))
-    subscriber_id: Mapped[str | None] = mapped_column(ForeignKey("subscriber.id", ondelete="SET NULL"), index=True)
+    subscriber_id: Mapped[str | None] = mapped_column(
+        String(24), ForeignKey("subscriber.id", ondelete="SET NULL"), index=True
+    )
     # Where it went, as it was at the fan-out: the ledger answers "who was told, where".
     address: Mapped[str] = mapped_column(String(2048))
     state: Mapped[DeliveryState] = mapped_column(String(12), default=DeliveryState.pending)
@@ -190,7 +196,9 @@ class UpdateMessage(Base):
 
     __tablename__ = "update_message"
 
-    update_id: Mapped[str] = mapped_column(ForeignKey("incident_update.id", ondelete="CASCADE"), primary_key=True)
+    update_id: Mapped[str] = mapped_column(
+        String(24), ForeignKey("incident_update.id", ondelete="CASCADE"), primary_key=True
+    )
     channel: Mapped[str] = mapped_column(String(20), primary_key=True)  # email, sms, slack, teams, social
     subject: Mapped[str | None] = mapped_column(String(300))
     text: Mapped[str] = mapped_column(Text)

@@ -82,9 +82,11 @@ class Ticket(Base):
     id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
     number: Mapped[int] = mapped_column(unique=True)
     source: Mapped[TicketSource] = mapped_column(String(20))
-    helpdesk_id: Mapped[str | None] = mapped_column(ForeignKey("helpdesk.id", ondelete="SET NULL"))
+    helpdesk_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("helpdesk.id", ondelete="SET NULL"))
     external_id: Mapped[str | None] = mapped_column(String(200))  # the helpdesk's id, or the Message-ID
-    account_id: Mapped[str | None] = mapped_column(ForeignKey("account.id", ondelete="SET NULL"), index=True)
+    account_id: Mapped[str | None] = mapped_column(
+        String(24), ForeignKey("account.id", ondelete="SET NULL"), index=True
+    )
     requester_email: Mapped[str | None] = mapped_column(String(320))
     requester_name: Mapped[str | None] = mapped_column(String(300))
     subject: Mapped[str] = mapped_column(String(1000), default="")
@@ -92,7 +94,7 @@ class Ticket(Base):
     status: Mapped[TicketStatus] = mapped_column(String(10), default=TicketStatus.open)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
     # The incident it is linked to (above the threshold, or by an agent) …
-    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incident.id", ondelete="SET NULL"))
+    incident_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("incident.id", ondelete="SET NULL"))
     linked_by: Mapped[LinkedBy | None] = mapped_column(String(10))
     linked_at: Mapped[datetime | None]
     # … or the best candidate below the threshold, offered to the agent.
@@ -122,13 +124,13 @@ class Macro(Base):
     __table_args__ = (UniqueConstraint("incident_id", "kind", name="uq_macro_incident_kind"),)
 
     id: Mapped[str] = mapped_column(String(24), primary_key=True, default=new_id)
-    incident_id: Mapped[str] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"))
+    incident_id: Mapped[str] = mapped_column(String(24), ForeignKey("incident.id", ondelete="CASCADE"))
     kind: Mapped[MacroKind] = mapped_column(String(20))
     subject: Mapped[str] = mapped_column(String(300), default="")
     body: Mapped[str] = mapped_column(Text)  # a template: {{ incident.name }}, {{ workaround }}, {{ eta }} …
     approved_at: Mapped[datetime | None]
-    approved_by_id: Mapped[str | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
-    created_by_id: Mapped[str | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    approved_by_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("user_account.id", ondelete="SET NULL"))
+    created_by_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("user_account.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -139,9 +141,9 @@ class TicketReply(Base):
     __tablename__ = "ticket_reply"
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    ticket_id: Mapped[str] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"), index=True)
-    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incident.id", ondelete="SET NULL"))
-    macro_id: Mapped[str | None] = mapped_column(ForeignKey("macro.id", ondelete="SET NULL"))
+    ticket_id: Mapped[str] = mapped_column(String(24), ForeignKey("ticket.id", ondelete="CASCADE"), index=True)
+    incident_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("incident.id", ondelete="SET NULL"))
+    macro_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("macro.id", ondelete="SET NULL"))
     kind: Mapped[str] = mapped_column(String(20))  # acknowledge, resolution
     body: Mapped[str] = mapped_column(Text)
     solve: Mapped[bool] = mapped_column(default=False)  # mark the ticket solved in the helpdesk too
@@ -160,8 +162,10 @@ class TicketEscalation(Base):
     __tablename__ = "ticket_escalation"
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    ticket_id: Mapped[str] = mapped_column(ForeignKey("ticket.id", ondelete="CASCADE"), index=True)
-    incident_id: Mapped[str | None] = mapped_column(ForeignKey("incident.id", ondelete="CASCADE"), index=True)
-    actor_id: Mapped[str | None] = mapped_column(ForeignKey("user_account.id", ondelete="SET NULL"))
+    ticket_id: Mapped[str] = mapped_column(String(24), ForeignKey("ticket.id", ondelete="CASCADE"), index=True)
+    incident_id: Mapped[str | None] = mapped_column(
+        String(24), ForeignKey("incident.id", ondelete="CASCADE"), index=True
+    )
+    actor_id: Mapped[str | None] = mapped_column(String(24), ForeignKey("user_account.id", ondelete="SET NULL"))
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
