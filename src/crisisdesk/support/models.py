@@ -87,7 +87,7 @@ class Ticket(Base):
     account_id: Mapped[str | None] = mapped_column(
         String(24), ForeignKey("account.id", ondelete="SET NULL"), index=True
     )
-    requester_email: Mapped[str | None] = mapped_column(String(320))
+    requester_email: Mapped[str | None] = mapped_column(String(320), index=True)  # an email answer finds its ticket
     requester_name: Mapped[str | None] = mapped_column(String(300))
     subject: Mapped[str] = mapped_column(String(1000), default="")
     body: Mapped[str] = mapped_column(Text, default="")
