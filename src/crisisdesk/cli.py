@@ -551,19 +551,39 @@ def subscribers_import(
     ] = False,
 ) -> None:
     """Import subscribers from a CSV file; bad lines are reported by number, duplicates skipped."""
+    from crisisdesk.notify import importing
+
+    settings = _settings()
+    report = _import_csv(
+        settings,
+        file,
+        lambda session, rows, progress: importing.import_rows(
+            session, settings, rows, confirmed=not pending, progress=progress
+        ),
+    )
+    out.print(
+        f"Imported [bold]{report.imported}[/] of {report.rows} rows: {report.duplicates} duplicates skipped, "
+        f"{report.error_count} lines refused."
+    )
+    _print_problems([f"line {problem.line}: {problem.message}" for problem in report.errors[:100]], report.error_count)
+
+
+def _import_csv(
+    settings: Settings,
+    file: Path,
+    importer: Callable[[AsyncSession, Iterator[list[str]], Callable[[int], None]], Awaitable[T]],
+) -> T:
+    """Run an importer over a CSV file in one transaction, with a progress bar on standard error."""
     import csv
 
     from rich.progress import BarColumn, MofNCompleteColumn
 
-    from crisisdesk.notify import importing
-
-    settings = _settings()
     if not file.is_file():
         _fail(f"{file} is not a file", code=2)
     with file.open(encoding="utf-8-sig", newline="") as counting:
         total = max(0, sum(1 for line in counting if line.strip()) - 1)
 
-    async def work() -> importing.ImportReport:
+    async def work() -> T:
         async with _database(settings) as database, database.session() as session:
             with (
                 file.open(encoding="utf-8-sig", newline="") as handle,
@@ -572,26 +592,20 @@ def subscribers_import(
                 ) as progress,
             ):
                 task = progress.add_task("import", total=total)
-                return await importing.import_rows(
-                    session,
-                    settings,
-                    csv.reader(handle),
-                    confirmed=not pending,
-                    progress=lambda done: progress.update(task, completed=done),
-                )
+                return await importer(session, csv.reader(handle), lambda done: progress.update(task, completed=done))
 
     try:
-        report = _run(work)
+        return _run(work)
     except UnicodeDecodeError:
         _fail(f"{file} is not UTF-8 text", code=2)
-    out.print(
-        f"Imported [bold]{report.imported}[/] of {report.rows} rows: {report.duplicates} duplicates skipped, "
-        f"{report.error_count} lines refused."
-    )
-    for problem in report.errors[:100]:
-        err.print(f"line {problem.line}: {problem.message}", markup=False, soft_wrap=True)
-    if report.error_count > 100:
-        err.print(f"…and {report.error_count - 100} more")
+
+
+def _print_problems(shown: list[str], count: int) -> None:
+    """The first problems of an import on standard error, and how many more there are."""
+    for problem in shown:
+        err.print(problem, markup=False, soft_wrap=True)
+    if count > len(shown):
+        err.print(f"…and {count - len(shown)} more")
 
 
 # ---------------------------------------------------------------------------- accounts
@@ -611,42 +625,16 @@ def accounts_import(
     ] = False,
 ) -> None:
     """Import accounts from a CSV file (upsert by external_id); bad cells are reported by line and column."""
-    import csv
-
-    from rich.progress import BarColumn, MofNCompleteColumn
-
     from crisisdesk.customer import importing as account_importing
 
-    settings = _settings()
-    if not file.is_file():
-        _fail(f"{file} is not a file", code=2)
-    with file.open(encoding="utf-8-sig", newline="") as counting:
-        total = max(0, sum(1 for line in counting if line.strip()) - 1)
-
-    async def work() -> account_importing.ImportReport:
-        async with _database(settings) as database, database.session() as session:
-            with (
-                file.open(encoding="utf-8-sig", newline="") as handle,
-                Progress(
-                    TextColumn("Importing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err
-                ) as progress,
-            ):
-                task = progress.add_task("import", total=total)
-                return await account_importing.import_rows(
-                    session,
-                    csv.reader(handle),
-                    all_or_nothing=all_or_nothing,
-                    progress=lambda done: progress.update(task, completed=done),
-                )
-
-    try:
-        report = _run(work)
-    except UnicodeDecodeError:
-        _fail(f"{file} is not UTF-8 text", code=2)
-    for problem in report.errors[:100]:
-        err.print(str(problem), markup=False, soft_wrap=True)
-    if report.error_count > 100:
-        err.print(f"…and {report.error_count - 100} more")
+    report = _import_csv(
+        _settings(),
+        file,
+        lambda session, rows, progress: account_importing.import_rows(
+            session, rows, all_or_nothing=all_or_nothing, progress=progress
+        ),
+    )
+    _print_problems([str(problem) for problem in report.errors[:100]], report.error_count)
     if not report.stored:
         _fail(f"nothing imported: {report.refused_rows} of {report.rows} rows are bad ({report.error_count} bad cells)")
     out.print(
