@@ -16,7 +16,7 @@ Communications Lead or an admin publishes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,13 +29,12 @@ from crisisdesk.incident.models import EtaEstimate, Incident, Kind, Severity, Wo
 from crisisdesk.kit import events
 from crisisdesk.kit.errors import Conflict, Forbidden, InvalidInput
 from crisisdesk.kit.render import markdown_to_html
-from crisisdesk.kit.time import as_utc, utcnow
+from crisisdesk.kit.time import MAX_YEAR, MIN_YEAR, as_utc, utc_time, utcnow
 
 # A template variable holds at most 2000 characters (comms), and a workaround is read in a hurry.
 MAX_WORKAROUND = 2_000
 MAX_NOTE = 2_000
 # As elsewhere: instants outside these years are refused rather than stored.
-MIN_YEAR, MAX_YEAR = 1970, 9000
 
 
 @dataclass(frozen=True)
@@ -76,11 +75,8 @@ def check_eta(eta_at: datetime | None, incident: Incident) -> datetime | None:
         return None
     if eta_at.tzinfo is None or eta_at.utcoffset() is None:
         raise InvalidInput("eta_at needs a time zone offset, e.g. 2026-01-01T12:00:00Z", field="eta_at")
-    # Checked before converting: 9999-12-31T23:00-05:00 has no UTC instant.
-    if not MIN_YEAR <= eta_at.year <= MAX_YEAR:
-        raise InvalidInput(f"eta_at must be between the years {MIN_YEAR} and {MAX_YEAR}", field="eta_at")
-    value = eta_at.astimezone(UTC)
-    if not MIN_YEAR <= value.year <= MAX_YEAR:
+    value = utc_time(eta_at)
+    if value is None:
         raise InvalidInput(f"eta_at must be between the years {MIN_YEAR} and {MAX_YEAR}", field="eta_at")
     if value < as_utc(incident.started_at):
         raise InvalidInput(

@@ -44,9 +44,9 @@ from starlette.datastructures import Headers
 from crisisdesk.kit import metrics
 from crisisdesk.kit.errors import InvalidInput
 from crisisdesk.kit.runtime import Runtime, runtime_of
-from crisisdesk.kit.time import utcnow
+from crisisdesk.kit.time import utc_time, utcnow
 from crisisdesk.support import helpdesks, tickets
-from crisisdesk.support.checks import check_email, utc_time
+from crisisdesk.support.checks import check_email
 from crisisdesk.support.models import Helpdesk, HelpdeskKind, TicketSource
 from crisisdesk.support.plaintext import html_to_text, looks_like_html
 

@@ -45,9 +45,9 @@ from crisisdesk.config import Settings
 from crisisdesk.kit import metrics
 from crisisdesk.kit.db import Database
 from crisisdesk.kit.errors import DomainError, InvalidInput
-from crisisdesk.kit.time import utcnow
+from crisisdesk.kit.time import utc_time, utcnow
 from crisisdesk.support import tickets
-from crisisdesk.support.checks import check_email, utc_time
+from crisisdesk.support.checks import check_email
 from crisisdesk.support.models import TicketSource
 from crisisdesk.support.plaintext import html_to_text
 
